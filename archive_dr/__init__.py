@@ -1,0 +1,1 @@
+"""archive-dr: build, check and rebuild the archive's two-site disaster recovery."""

@@ -1,0 +1,3 @@
+from archive_dr.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,80 @@
+"""The `archive-dr` command."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from archive_dr import lab
+
+DEFAULT_INVENTORY = lab.ROOT / "inventory" / "lab"
+DEFAULT_STATE = lab.ROOT / ".lab"
+
+
+def _spec(args) -> lab.LabSpec:
+    overrides = {
+        "lab_wan_rate": getattr(args, "wan_rate", None),
+        "lab_disk_size": getattr(args, "disk_size", None),
+        "lab_mgmt_subnet": getattr(args, "mgmt_subnet", None),
+        "lab_wan_subnet": getattr(args, "wan_subnet", None),
+    }
+    return lab.load_spec(Path(args.inventory), Path(args.state_dir), overrides)
+
+
+def cmd_lab_up(args) -> int:
+    spec = _spec(args)
+    only = args.hosts.split(",") if args.hosts else None
+    if only:
+        for name in only:
+            spec.host(name)
+    lab.up(spec, ssh_key=args.ssh_key, only=only)
+    return 0
+
+
+def cmd_lab_down(args) -> int:
+    lab.down(_spec(args))
+    return 0
+
+
+def cmd_lab_status(args) -> int:
+    print(lab.format_table(lab.status(_spec(args))))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="archive-dr", description=__doc__)
+    parser.add_argument("--inventory", default=os.environ.get("ARCHIVE_DR_LAB_INVENTORY", str(DEFAULT_INVENTORY)),
+                        help="lab inventory directory (default: inventory/lab)")
+    parser.add_argument("--state-dir", default=os.environ.get("ARCHIVE_DR_LAB_STATE", str(DEFAULT_STATE)),
+                        help="where the lab keeps its keys, disks and state (default: .lab)")
+    verbs = parser.add_subparsers(dest="verb", required=True)
+
+    lab_parser = verbs.add_parser("lab", help="the two-site lab on this machine")
+    lab_verbs = lab_parser.add_subparsers(dest="lab_verb", required=True)
+    up = lab_verbs.add_parser("up", help="build images if missing and start the lab")
+    up.add_argument("--hosts", help="comma-separated subset of hosts to start")
+    up.add_argument("--ssh-key", help="existing private key to install instead of generating one")
+    up.add_argument("--wan-rate", help="WAN rate limit, e.g. 100mbit")
+    up.add_argument("--disk-size", help="size of each lab disk, e.g. 2G")
+    up.add_argument("--mgmt-subnet", help="management network range")
+    up.add_argument("--wan-subnet", help="WAN range")
+    up.set_defaults(func=cmd_lab_up)
+    lab_verbs.add_parser("down", help="remove everything lab up made").set_defaults(func=cmd_lab_down)
+    lab_verbs.add_parser("status", help="hosts, addresses, state, disks").set_defaults(func=cmd_lab_status)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except lab.LabError as exc:
+        print(f"archive-dr: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
