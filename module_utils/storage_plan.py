@@ -137,6 +137,14 @@ def describe_content(dev):
     return "; ".join(what)
 
 
+def _disk_summary(dev):
+    if dev.get("pttype"):
+        return dev["pttype"]
+    if dev.get("fstype"):
+        return "whole-disk filesystem"
+    return describe_content(dev) or "blank"
+
+
 def is_blank(dev):
     return not (dev.get("pttype") or dev.get("fstype") or dev.get("signatures")
                 or dev.get("partitions"))
@@ -442,7 +450,7 @@ def compute_plan(current, pools, safe_mode=True, uuid_factory=None):
         present_disks = [d for d in pool["disks"] if devs.get(d)]
         for d in present_disks:
             plan.before_lines.append("disk %s (%s, %s): %s" % (
-                d, devs[d].get("kname", d), human(devs[d]["size"]), describe_content(devs[d]) or "blank"))
+                d, devs[d].get("kname", d), human(devs[d]["size"]), _disk_summary(devs[d])))
         if pool["state"] == "present" and pool["required_capacity_bytes"]:
             usable = _pool_usable(pool, devs)
             if usable < pool["required_capacity_bytes"]:
@@ -501,6 +509,11 @@ def compute_plan(current, pools, safe_mode=True, uuid_factory=None):
                     creates.append(("mklabel", "create GPT partition table on %s" % d,
                                     ["parted", "-s", dev["kname"], "mklabel", "gpt"], {"device": dev["kname"]}))
                 plan.after_lines.append("disk %s (%s, %s): gpt" % (d, dev.get("kname", d), human(dev["size"])))
+
+        else:
+            for d in pool["disks"]:
+                plan.after_lines.append("disk %s (%s, %s): whole-disk filesystem" % (
+                    d, devs[d].get("kname", d), human(devs[d]["size"])))
 
         # ----------------------------------------------------------- volumes
         for v in pool["volumes"]:
