@@ -1,0 +1,287 @@
+#!/usr/bin/python
+"""Ansible module: plan and apply a vendor firewall change over netmiko (SSH)."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: vendor_firewall
+short_description: Site-to-site IPsec and replication-flow policy on a vendor firewall, via netmiko
+description:
+  - Renders the intended configuration from C(templates/firewall/<platform>/main.j2),
+    connects over SSH with netmiko, saves the running configuration to the controller
+    (timestamped), computes only the missing or different lines in the device's own
+    syntax and order, and in check mode returns them as the diff and pushes nothing.
+  - Otherwise pushes them (send_config_set), saves (platform's own save), reads the
+    running configuration back and verifies that every intended line is present. On any
+    failure it restores the saved configuration (removes what was added, re-adds what
+    was removed), compares the result with the backup and reports.
+  - Appends one JSON line per run to I(change_log): who, when, device, diff, outcome.
+  - "Variable model: platform (gateway_platform), local_site (site_name), sites (dr_sites:
+    {site: {lan, wan}}), site_hosts (dr_site_hosts: {name: LAN address}), flows (dr_flows:
+    [{name, src, dst, port, proto}]), wan_interface, ipsec {auth: psk|cert, cert: {pki_domain,
+    local_id, peer_id}}, psk. See docs/vendor-change.md."
+options:
+  platform: {type: str, required: true, description: "huawei | hp_comware | hillstone_stoneos (netmiko device_type)"}
+  device: {type: str, required: true, description: Inventory name of the device (for file names and the log).}
+  host: {type: str, required: true}
+  port: {type: int, default: 22}
+  username: {type: str, required: true}
+  password: {type: str, required: true, no_log: true}
+  local_site: {type: str, required: true}
+  sites: {type: dict, required: true}
+  site_hosts: {type: dict, required: true}
+  flows: {type: list, elements: dict, required: true}
+  wan_interface: {type: str, required: true}
+  ipsec: {type: dict, default: {}}
+  psk: {type: str, no_log: true}
+  template_dir: {type: path, required: true}
+  backup_dir: {type: path, default: ~/.archive-dr/firewall/backups}
+  change_log: {type: path, default: ~/.archive-dr/firewall/changes.jsonl}
+  changed_by: {type: str, description: Who asks for the change; defaults to the controller user.}
+  timeout: {type: int, default: 30, description: SSH connect and per-read timeout in seconds.}
+author: archive-dr
+"""
+
+import datetime
+import fcntl
+import getpass
+import json
+import os
+import re
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils import vendor_firewall as vf
+
+try:
+    from netmiko import ConnectHandler
+    from netmiko.exceptions import ConfigInvalidException
+    HAS_NETMIKO = True
+except ImportError:  # pragma: no cover
+    HAS_NETMIKO = False
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+class Device:
+    """A netmiko session that can be re-opened (after a drop mid-push)."""
+
+    def __init__(self, params, platform: vf.Platform):
+        self.params, self.platform, self.conn = params, platform, None
+
+    def open(self):
+        p = self.params
+        self.close()
+        self.conn = ConnectHandler(
+            device_type=self.platform.name, host=p["host"], port=p["port"],
+            username=p["username"], password=p["password"],
+            conn_timeout=p["timeout"], auth_timeout=p["timeout"], banner_timeout=p["timeout"],
+        )
+        return self
+
+    def alive(self):
+        try:
+            return self.conn is not None and self.conn.is_alive()
+        except Exception:
+            return False
+
+    def ensure(self):
+        if not self.alive():
+            self.open()
+        else:
+            try:
+                if self.conn.check_config_mode():
+                    self.conn.exit_config_mode()
+            except Exception:
+                self.open()
+
+    def close(self):
+        if self.conn is not None:
+            try:
+                self.conn.disconnect()
+            except Exception:
+                pass
+        self.conn = None
+
+    def show_running(self) -> str:
+        return self.conn.send_command(self.platform.show_cmd, read_timeout=self.params["timeout"] * 2)
+
+    def push(self, cmds: list[str], stop_on_error: bool) -> str:
+        kw = {"read_timeout": self.params["timeout"]}
+        if stop_on_error and self.conn.global_cmd_verify is not False:
+            # with command echo verification netmiko stops at the first rejected line
+            kw["error_pattern"] = self.platform.error_re
+        out = self.conn.send_config_set(cmds, **kw)
+        errors = re.findall(self.platform.error_re, out, flags=re.M)
+        if stop_on_error and errors:
+            raise ConfigInvalidException(f"device rejected a line: {errors[0].strip()}")
+        return out
+
+    def save(self) -> str:
+        pl = self.platform
+        return self.conn.save_config(cmd=pl.save_cmd, confirm=pl.save_confirm,
+                                     confirm_response=pl.save_response)
+
+
+def _write_backup(params, text):
+    d = os.path.expanduser(params["backup_dir"])
+    os.makedirs(d, mode=0o700, exist_ok=True)
+    stamp = _now().strftime("%Y%m%dT%H%M%S.%fZ")
+    path = os.path.join(d, f"{params['device']}_{stamp}.cfg")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text.replace("\r", ""))
+        if not text.endswith("\n"):
+            f.write("\n")
+    return path
+
+
+def _log(params, record):
+    path = os.path.expanduser(params["change_log"])
+    os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def run(module):
+    p = module.params
+    who = p["changed_by"] or os.environ.get("SUDO_USER") or getpass.getuser()
+    record = {"time": _now().isoformat(timespec="seconds"), "user": who, "device": p["device"],
+              "host": f"{p['host']}:{p['port']}", "platform": p["platform"],
+              "check_mode": module.check_mode}
+    result = {"changed": False, "device": p["device"]}
+
+    # 1. everything that can be wrong with the input fails here, before connecting
+    try:
+        ipsec = dict(p["ipsec"] or {})
+        if p["psk"]:
+            ipsec["psk"] = p["psk"]
+        model = vf.build_model(p["platform"], p["local_site"], p["sites"], p["site_hosts"],
+                               p["flows"], p["wan_interface"], ipsec)
+        want = vf.intended(model, p["template_dir"])
+    except vf.VendorFirewallError as e:
+        module.fail_json(msg=f"vendor_firewall: {e}", stage="validate", **result)
+    if not HAS_NETMIKO:
+        module.fail_json(msg="netmiko is not installed in the controller's Python", stage="validate")
+    plat = model.platform
+
+    dev = Device(p, plat)
+    try:
+        dev.open()
+        before_text = dev.show_running()
+    except Exception as e:
+        dev.close()
+        record.update(outcome="failed-connect", error=str(e))
+        _log(p, record)
+        module.fail_json(msg=f"cannot read the running configuration of {p['device']}: {e}",
+                         stage="connect", **result)
+    backup_tree = vf.parse(before_text, plat)
+    if not backup_tree.children:
+        dev.close()
+        module.fail_json(msg=f"{p['device']}: `{plat.show_cmd}` returned no configuration; refusing to plan",
+                         stage="backup", **result)
+    backup = _write_backup(p, before_text)
+    steps = vf.plan_change(backup_tree, want, plat)
+    diff_text = vf.show(steps, plat)
+    result.update(backup=backup, diff={"prepared": diff_text}, changed_lines=vf.changed_lines(steps),
+                  commands=[ln for ln in diff_text.splitlines()])
+    record.update(backup=backup, diff=diff_text, changed_lines=result["changed_lines"])
+
+    if not steps:
+        dev.close()
+        record["outcome"] = "unchanged"
+        _log(p, record)
+        module.exit_json(outcome="unchanged", **result)
+    if module.check_mode:
+        dev.close()
+        record["outcome"] = "check"
+        _log(p, record)
+        result["changed"] = True
+        module.exit_json(outcome="check", **result)
+
+    cmds = vf.commands(steps, plat)
+    save_attempted = False
+    stage = "push"
+    try:
+        dev.push(cmds, stop_on_error=True)
+        stage = "save"
+        save_attempted = True
+        dev.save()
+        stage = "verify"
+        after = vf.parse(dev.show_running(), plat)
+        remaining = vf.plan_change(after, want, plat)
+        if remaining:
+            raise RuntimeError("read-back is missing intended lines:\n" + vf.show(remaining, plat))
+    except Exception as e:  # noqa: BLE001 - every failure leads to the same restore
+        error = f"{stage} failed: {type(e).__name__}: {e}"
+        rb = restore(dev, plat, backup_tree, save_attempted)
+        dev.close()
+        outcome = "failed-restored" if rb["restored"] else "failed-restore-incomplete"
+        record.update(outcome=outcome, error=error, rollback=rb)
+        _log(p, record)
+        module.fail_json(msg=f"{p['device']}: {error}; {'running configuration restored from ' + backup if rb['restored'] else 'RESTORE INCOMPLETE, see rollback'}",
+                         outcome=outcome, stage=stage, rollback=rb, **result)
+    dev.close()
+    record["outcome"] = "changed"
+    record["pushed_lines"] = len(cmds)
+    _log(p, record)
+    result["changed"] = True
+    module.exit_json(outcome="changed", pushed_lines=len(cmds), **result)
+
+
+def restore(dev: Device, plat, backup_tree, save_attempted: bool) -> dict:
+    """Bring the running config back to the backup; save again only if we saved."""
+    rb = {"restored": False, "restore_lines": 0}
+    try:
+        dev.ensure()
+        now = vf.parse(dev.show_running(), plat)
+        steps = vf.plan_restore(now, backup_tree, plat)
+        rb["restore_lines"] = vf.changed_lines(steps)
+        rb["restore_diff"] = vf.show(steps, plat)
+        if steps:
+            dev.push(vf.commands(steps, plat), stop_on_error=False)
+        final = vf.parse(dev.show_running(), plat)
+        rb["restored"] = vf.canonical(final, plat) == vf.canonical(backup_tree, plat)
+        if not rb["restored"]:
+            rb["still_different"] = vf.show(vf.plan_restore(final, backup_tree, plat), plat)
+        if save_attempted and rb["restored"]:
+            dev.save()
+            rb["saved"] = True
+    except Exception as e:  # noqa: BLE001
+        rb["error"] = f"{type(e).__name__}: {e}"
+    return rb
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            platform=dict(type="str", required=True),
+            device=dict(type="str", required=True),
+            host=dict(type="str", required=True),
+            port=dict(type="int", default=22),
+            username=dict(type="str", required=True),
+            password=dict(type="str", required=True, no_log=True),
+            local_site=dict(type="str", required=True),
+            sites=dict(type="dict", required=True),
+            site_hosts=dict(type="dict", required=True),
+            flows=dict(type="list", elements="dict", required=True),
+            wan_interface=dict(type="str", required=True),
+            ipsec=dict(type="dict", default={}),
+            psk=dict(type="str", no_log=True),
+            template_dir=dict(type="path", required=True),
+            backup_dir=dict(type="path", default="~/.archive-dr/firewall/backups"),
+            change_log=dict(type="path", default="~/.archive-dr/firewall/changes.jsonl"),
+            changed_by=dict(type="str"),
+            timeout=dict(type="int", default=30),
+        ),
+        supports_check_mode=True,
+    )
+    run(module)
+
+
+if __name__ == "__main__":
+    main()
