@@ -1,0 +1,220 @@
+"""Unit tests for module_utils/vendor_firewall.py: model validation, render, parse, plan."""
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "module_utils"))
+
+import vendor_firewall as vf  # noqa: E402
+
+TEMPLATES = ROOT / "templates" / "firewall"
+SITES = {"geo": {"lan": "192.0.2.0/24", "wan": "203.0.113.1"},
+         "miyun": {"lan": "198.51.100.0/24", "wan": "203.0.113.2"}}
+HOSTS = {"geo-archive": "192.0.2.10", "geo-backup": "192.0.2.11", "miyun-store": "198.51.100.10"}
+FLOWS = [{"name": "pg-replication", "src": "miyun-store", "dst": "geo-archive", "port": 5432, "proto": "tcp"},
+         {"name": "pgbackrest-pull", "src": "miyun-store", "dst": "geo-backup", "port": 8432, "proto": "tcp"}]
+PSK = "unit-test-psk-0123456789"
+WAN_IF = {"huawei": "GigabitEthernet1/0/1", "hp_comware": "GigabitEthernet1/0/1",
+          "hillstone_stoneos": "ethernet0/1"}
+
+
+def model(platform="huawei", **over):
+    kw = dict(platform=platform, local_site="geo", sites=SITES, site_hosts=HOSTS, flows=FLOWS,
+              wan_interface=WAN_IF.get(platform, "x"), ipsec={"auth": "psk", "psk": PSK})
+    kw.update(over)
+    return vf.build_model(**kw)
+
+
+# ----------------------------------------------------------------- validation
+
+@pytest.mark.parametrize("over, msg", [
+    ({"platform": "cisco_asa"}, "unknown platform 'cisco_asa'"),
+    ({"platform": "linux"}, "site_gateway role"),
+    ({"sites": {"geo": SITES["geo"], "miyun": {"lan": "192.0.2.128/25", "wan": "203.0.113.2"}}},
+     "site subnets overlap: geo 192.0.2.0/24 and miyun 192.0.2.128/25"),
+    ({"flows": FLOWS + [{"name": "x", "src": "miyun-ghost", "dst": "geo-archive", "port": 1, "proto": "tcp"}]},
+     "src 'miyun-ghost' is not a known host"),
+    ({"ipsec": {"auth": "psk"}}, "no pre-shared key"),
+    ({"ipsec": {"auth": "cert", "cert": {"pki_domain": "dr"}}}, "lacks local_id, peer_id"),
+    ({"flows": [{"name": "same-site", "src": "geo-backup", "dst": "geo-archive", "port": 1, "proto": "tcp"}]},
+     "does not cross the tunnel"),
+    ({"flows": []}, "flows is empty"),
+    ({"flows": [dict(FLOWS[0], port=70000)]}, "out of range"),
+    ({"site_hosts": dict(HOSTS, stray="10.9.9.9")}, "is in no site LAN"),
+])
+def test_bad_input_is_refused(over, msg):
+    with pytest.raises(vf.VendorFirewallError, match=None) as e:
+        model(**over)
+    assert msg in str(e.value)
+
+
+def test_flow_direction_and_hosts_used():
+    m = model()
+    assert [f["direction"] for f in m.flows] == ["inbound", "inbound"]
+    assert [h["name"] for h in m.hosts] == ["geo-archive", "geo-backup", "miyun-store"]
+    assert (m.peer_site, m.peer_wan) == ("miyun", "203.0.113.2")
+    m2 = model(local_site="miyun")
+    assert [f["direction"] for f in m2.flows] == ["outbound", "outbound"]
+
+
+# ----------------------------------------------------------------- render
+
+@pytest.mark.parametrize("platform", sorted(vf.PLATFORMS))
+def test_render_has_every_required_section(platform):
+    m = model(platform)
+    tree = vf.intended(m, str(TEMPLATES))
+    heads = [c.text for c in tree.children]
+    pol = next(c for c in tree.children if c.text in ("security-policy", "security-policy ip", "policy-global"))
+    # one permit per flow, then the two tunnel denies, in that order
+    assert len(pol.children) == len(FLOWS) + 2
+    last = pol.children[-2]
+    assert any(k.text.startswith("action") and ("deny" in k.text or "drop" in k.text) for k in last.children)
+    assert sum("192.0.2.10" in line for line in tree.lines(1)) == 1, heads  # host object once
+    assert PSK in vf.render(m, str(TEMPLATES))
+
+
+def test_cert_auth_renders_no_psk():
+    m = model("huawei", ipsec={"auth": "cert", "cert": {"pki_domain": "dr", "local_id": "geo-fw.dr",
+                                                        "peer_id": "miyun-fw.dr"}})
+    text = vf.render(m, str(TEMPLATES))
+    assert "pki realm dr" in text and "pre-shared-key" not in text
+
+
+def test_template_missing_a_section_is_refused(tmp_path):
+    shutil.copytree(TEMPLATES, tmp_path / "t")
+    (tmp_path / "t" / "huawei" / "policy.j2").write_text("")
+    with pytest.raises(vf.VendorFirewallError, match=r"renders no section for: \^security-policy\$"):
+        vf.intended(model(), str(tmp_path / "t"))
+    (tmp_path / "t" / "huawei" / "main.j2").write_text("{# nothing #}\n")
+    with pytest.raises(vf.VendorFirewallError, match="rendered an empty configuration"):
+        vf.intended(model(), str(tmp_path / "t"))
+
+
+# ----------------------------------------------------------------- parse
+
+HUAWEI_RUNNING = """\
+!Software Version V500R005C20SPC300
+#
+ sysname USG-GEO
+ clock timezone Beijing add 08:00:00
+#
+ike peer dr-miyun
+ undo version 1
+ ike-proposal 10
+ pre-shared-key %^%#AbCdEf%^%#
+ remote-address 203.0.113.9
+#
+security-policy
+ rule name site-mgmt
+  action permit
+ rule name dr-tunnel-deny
+  action deny
+#
+return
+"""
+
+
+def test_parse_vrp_root_leaves_after_separator():
+    t = vf.parse(HUAWEI_RUNNING, vf.PLATFORMS["huawei"])
+    assert [c.text for c in t.children] == ["sysname USG-GEO", "clock timezone Beijing add 08:00:00",
+                                            "ike peer dr-miyun", "security-policy"]
+    assert [c.text for c in t.children[3].children] == ["rule name site-mgmt", "rule name dr-tunnel-deny"]
+    assert t.children[3].children[1].children[0].text == "action deny"
+
+
+def test_parse_stoneos_exit_blocks():
+    text = ('Building configuration..\r\nRunning configuration:\r\n!\r\nconfig-version 5.5.0R9\r\n!\r\n'
+            'hostname "SG"\r\npolicy-global\r\n  rule id 1\r\n    action permit\r\n  exit\r\nexit\r\n'
+            'address "a"\r\n  ip 192.0.2.0/24\r\nexit\r\nend\r\n')
+    t = vf.parse(text, vf.PLATFORMS["hillstone_stoneos"])
+    assert vf.canonical(t, vf.PLATFORMS["hillstone_stoneos"]).splitlines() == [
+        'hostname "SG"', "policy-global", "  rule id 1", "    action permit", 'address "a"', "  ip 192.0.2.0/24"]
+
+
+# ----------------------------------------------------------------- plan
+
+HW = vf.PLATFORMS["huawei"]
+
+
+def tree(text, plat=HW):
+    return vf.parse(text, plat)
+
+
+def test_plan_only_missing_or_different_lines_with_navigation():
+    want = tree("#\nike peer dr-miyun\n undo version 1\n ike-proposal 10\n pre-shared-key cipher plain-psk\n"
+                " remote-address 203.0.113.2\n#\n")
+    steps = vf.plan_change(tree(HUAWEI_RUNNING), want, HW)
+    # the PSK is displayed encrypted: compared by presence, so not pushed
+    assert vf.commands(steps, HW) == ["ike peer dr-miyun", " remote-address 203.0.113.2", " quit"]
+    assert vf.changed_lines(steps) == 1
+    assert vf.plan_change(tree(HUAWEI_RUNNING), tree(HUAWEI_RUNNING), HW) == []
+
+
+def test_plan_inserts_new_permit_before_the_final_deny():
+    want = tree("#\nsecurity-policy\n rule name site-mgmt\n  action permit\n rule name dr-pg\n  action permit\n"
+                " rule name dr-tunnel-deny\n  action deny\n#\n")
+    cmds = vf.commands(vf.plan_change(tree(HUAWEI_RUNNING), want, HW), HW)
+    assert cmds == ["security-policy", " undo rule name dr-tunnel-deny",
+                    " rule name dr-pg", "  action permit", "  quit",
+                    " rule name dr-tunnel-deny", "  action deny", "  quit", " quit"]
+
+
+def test_restore_plan_is_exact():
+    backup = tree(HUAWEI_RUNNING)
+    now = tree(HUAWEI_RUNNING.replace(" rule name dr-tunnel-deny\n  action deny\n",
+                                      " rule name dr-pg\n  action permit\n")
+               .replace("remote-address 203.0.113.9", "remote-address 203.0.113.2"))
+    cmds = vf.commands(vf.plan_restore(now, backup, HW), HW)
+    assert cmds == ["ike peer dr-miyun", " undo remote-address 203.0.113.2", " remote-address 203.0.113.9",
+                    " quit", "security-policy", " undo rule name dr-pg",
+                    " rule name dr-tunnel-deny", "  action deny", "  quit", " quit"]
+
+
+def test_comware_rule_negation_uses_rule_id():
+    cw = vf.PLATFORMS["hp_comware"]
+    assert vf.negation("rule 1000 name dr-tunnel-deny", cw) == "undo rule 1000"
+    assert vf.negation("undo version 1", HW) == "version 1"
+    assert vf.negation('rule id 1000', vf.PLATFORMS["hillstone_stoneos"]) == "no rule id 1000"
+
+
+def test_show_masks_secrets():
+    want = tree("#\nike peer p\n pre-shared-key cipher Very-Secret-Key-123\n#\n")
+    out = vf.show(vf.plan_change(vf.Node(""), want, HW), HW)
+    assert "Very-Secret" not in out and "+  pre-shared-key ******" in out
+
+
+@pytest.mark.parametrize("platform", sorted(vf.PLATFORMS))
+def test_full_render_against_itself_is_idempotent(platform):
+    m = model(platform)
+    want = vf.intended(m, str(TEMPLATES))
+    steps = vf.plan_change(vf.Node(""), want, m.platform)
+    assert vf.changed_lines(steps) == len(want.lines(1))
+    assert vf.plan_change(want, want, m.platform) == []
+
+
+def test_agrees_with_hier_config_on_added_lines():
+    """Cross-check on Huawei (hier_config 3.7.1 has a VRP driver): same lines to add.
+
+    Restricted to the unordered sections: hier_config has no notion of a final deny.
+    """
+    from hier_config import Platform, WorkflowRemediation, get_hconfig
+
+    m = model("huawei", ipsec={"auth": "cert", "cert": {"pki_domain": "dr", "local_id": "a", "peer_id": "b"}})
+    text = vf.render(m, str(TEMPLATES)).split("#\nsecurity-policy")[0]
+    running = "\n".join(line for line in text.splitlines()
+                        if "dr-h-geo-backup" not in line and "192.0.2.11" not in line and "esp encryption" not in line
+                        and "remote-address" not in line) + "\n"
+    ours = vf.plan_change(tree(running), tree(text), HW)
+    ours_added = [t for d, op, t in ours if op == "+"]
+    rem = WorkflowRemediation(get_hconfig(Platform.HUAWEI_VRP, running.replace("#\n", "")),
+                              get_hconfig(Platform.HUAWEI_VRP, text.replace("#\n", ""))).remediation_config
+    theirs = [c.text for c in rem.all_children_sorted() if not c.text.startswith("undo ")]
+    # hier_config lists the section header as context for changed sections; we do too, as '='
+    theirs_added = [t for t in theirs if t not in {x for _d, op, x in ours if op == "="}]
+    assert ours_added == ["ip address-set dr-h-geo-backup type object", "address 0 192.0.2.11 mask 32",
+                          "remote-address 203.0.113.2", "esp encryption-algorithm aes-256"]
+    assert sorted(ours_added) == sorted(theirs_added)
