@@ -215,14 +215,47 @@ def _sysfs_name(kname):
     return os.path.basename(kname)
 
 
+def kernel_name(path):
+    """Kernel block device name for a device path (symlink, or a node with another name as in containers)."""
+    st = os.stat(path)
+    if not stat.S_ISBLK(st.st_mode):
+        return None
+    majmin = "%d:%d" % (os.major(st.st_rdev), os.minor(st.st_rdev))
+    link = "/sys/dev/block/" + majmin
+    if os.path.exists(link):
+        return os.path.basename(os.path.realpath(link))
+    # containers mask /sys/dev/block: search /sys/class/block/*/dev
+    for name in sorted(os.listdir("/sys/class/block")):
+        try:
+            with open("/sys/class/block/%s/dev" % name) as f:
+                if f.read().strip() == majmin:
+                    return name
+        except (IOError, OSError):
+            continue
+    return os.path.basename(os.path.realpath(path))
+
+
+def kernel_path(path, create=True):
+    """/dev/<kernel name> for a device path; the node is created when missing (containers, no udev)."""
+    name = kernel_name(path)
+    if name is None:
+        return None
+    kpath = "/dev/" + name
+    st = os.stat(path)
+    if not os.path.exists(kpath):
+        if not create:
+            return path
+        os.mknod(kpath, 0o660 | stat.S_IFBLK, st.st_rdev)
+    return kpath
+
+
 def read_device(module, path):
     if not os.path.exists(path):
         return None
-    kname = os.path.realpath(path)
-    st = os.stat(kname)
-    if not stat.S_ISBLK(st.st_mode):
-        module.fail_json(msg="%s (%s) is not a block device" % (path, kname))
-    name = _sysfs_name(kname)
+    if kernel_name(path) is None:
+        module.fail_json(msg="%s is not a block device" % path)
+    kname = kernel_path(path, create=not module.check_mode)
+    name = kernel_name(path)
     sysdir = "/sys/class/block/%s" % name
     try:
         with open(sysdir + "/size") as f:
@@ -277,8 +310,9 @@ def read_mounts():
             rf = right.split()
             target = lf[4].replace("\\040", " ")
             source = rf[1]
-            if source.startswith("/dev/"):
-                source = os.path.realpath(source)
+            if source.startswith("/dev/") and os.path.exists(source):
+                name = kernel_name(source)
+                source = "/dev/" + name if name else os.path.realpath(source)
             mounts.append({"target": target, "source": source, "fstype": rf[0], "options": lf[5]})
     return mounts
 
@@ -327,6 +361,15 @@ def ensure_partition_node(module, disk_kname, number, part):
     disk = _sysfs_name(disk_kname)
     pname = os.path.basename(part)
     sysdir = "/sys/class/block/%s/%s" % (disk, pname)
+    if os.path.exists(sysdir):
+        # a stale kernel entry (e.g. left from an earlier table) must match the on-disk table
+        rc, out, _err = _run(module, ["partx", "-g", "-o", "START,SECTORS", "--nr", str(number), disk_kname])
+        with open(sysdir + "/start") as f:
+            kstart = f.read().strip()
+        with open(sysdir + "/size") as f:
+            ksize = f.read().strip()
+        if rc == 0 and out.split() and out.split()[:2] != [kstart, ksize]:
+            _run(module, ["partx", "-d", "--nr", str(number), disk_kname])
     if not os.path.exists(sysdir):
         # no partition-table parser in some kernels: tell the kernel via BLKPG
         _run(module, ["partx", "-a", "--nr", str(number), disk_kname])
