@@ -43,10 +43,11 @@ from ansible.module_utils.archive_fixity import (
 
 BDR_DL = 50050629632          # BD-R DL 2 layers, bytes
 SECTOR = 2048
-ISO_FIXED = 1024 * 1024   # system area, descriptors, path tables, trees, 300k padding, md5 tags
+ISO_FIXED = 512 * 1024    # system area, descriptors, path tables, 300k padding, md5 tags (measured ~430k)
 PER_FILE = 2 * SECTOR         # directory records (ISO + Joliet + RR/AAIP md5) and manifest lines
 PER_DIR = 2 * SECTOR
-PAR2_FIXED = 1024 * 1024  # par2 critical packets (IFSC 20 B/block, repeated in the recovery file)
+PAR2_FIXED = 64 * 1024    # par2 main/creator packets; plus PAR2_PER_BLOCK per source block
+PAR2_PER_BLOCK = 128      # IFSC checksums (20 B/block), repeated in index + recovery file
 MANIFEST_COLS = ("path", "size", "sha256", "sm3", "archive_no")
 REGISTER = "media-register.json"
 
@@ -60,11 +61,13 @@ def _ru(n, m=SECTOR):
 
 
 # ---------------------------------------------------------------- plan
-def data_capacity(media_size, redundancy_pct, ndirs=0, manifest_bytes=0):
+def data_capacity(media_size, redundancy_pct, ndirs=0, manifest_bytes=0, max_source_blocks=2000):
     """Bytes of file cost (see file_cost) that fit on one disc."""
     r = redundancy_pct / 100.0
-    # par2 tail ~ r * iso  + block padding (1 block) + packet headers (~1%)
-    iso_max = int((media_size - PAR2_FIXED - 2 * SECTOR) / (1 + r * 1.02 + 0.001))
+    par2_fixed = PAR2_FIXED + PAR2_PER_BLOCK * max_source_blocks
+    # par2 tail ~ r * iso (+1 block rounding, +~1% packet headers) + critical packets
+    bs = max(SECTOR, _ru(-(-media_size // max_source_blocks)))
+    iso_max = int((media_size - par2_fixed - 2 * bs - 2 * SECTOR) / (1 + r * 1.02 + 0.001))
     return iso_max - ISO_FIXED - ndirs * PER_DIR - 2 * manifest_bytes
 
 
@@ -72,7 +75,8 @@ def file_cost(size):
     return _ru(size) + PER_FILE
 
 
-def plan_volumes(files, media_size=BDR_DL, redundancy_pct=5.0, manifest_bytes_per_file=300):
+def plan_volumes(files, media_size=BDR_DL, redundancy_pct=5.0, manifest_bytes_per_file=300,
+                 max_source_blocks=2000):
     """files: list of (path, size). First-fit decreasing; returns list of
     volumes, each a sorted list of (path, size). Raises OfflineError listing
     files that cannot fit on one disc."""
@@ -80,7 +84,7 @@ def plan_volumes(files, media_size=BDR_DL, redundancy_pct=5.0, manifest_bytes_pe
     ndirs = sum(1 for _ in dirs) + 8
     # the set manifest travels on every disc, the volume manifest only on its own
     set_manifest = manifest_bytes_per_file * len(files)
-    cap = data_capacity(media_size, redundancy_pct, ndirs, set_manifest) \
+    cap = data_capacity(media_size, redundancy_pct, ndirs, set_manifest, max_source_blocks) \
         - manifest_bytes_per_file * len(files)
     if cap <= 0:
         raise OfflineError("media size %d is too small for the overhead of %d files" % (media_size, len(files)))
@@ -222,7 +226,8 @@ def build_set(snapshot, out_dir, media_size=BDR_DL, redundancy_pct=5.0, prefix="
     if existing:
         return {"changed": False, "set_id": existing[0]["set_id"], "volumes": existing,
                 "register": reg_path, "content_sha256": content}
-    volumes, cap = plan_volumes([(p, hashes[p][0]) for p in files], media_size, redundancy_pct)
+    volumes, cap = plan_volumes([(p, hashes[p][0]) for p in files], media_size, redundancy_pct,
+                                max_source_blocks=max_source_blocks)
     set_id = "%s_%s_%s" % (prefix, today.strftime("%Y%m%d"), content[:6])
     n = len(volumes)
     plan = {"set_id": set_id, "media_size": media_size, "data_capacity": cap, "redundancy_pct": redundancy_pct,
