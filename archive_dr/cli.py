@@ -42,6 +42,14 @@ def cmd_lab_status(args) -> int:
     return 0
 
 
+def cmd_secrets(args) -> int:
+    from archive_dr import secrets
+
+    added = secrets.ensure(Path(args.secrets_inventory))
+    print(f"secrets: {len(added)} generated" + (f" ({', '.join(added)})" if added else ", all present"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="archive-dr", description=__doc__)
     parser.add_argument("--inventory", default=os.environ.get("ARCHIVE_DR_LAB_INVENTORY", str(DEFAULT_INVENTORY)),
@@ -62,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(func=cmd_lab_up)
     lab_verbs.add_parser("down", help="remove everything lab up made").set_defaults(func=cmd_lab_down)
     lab_verbs.add_parser("status", help="hosts, addresses, state, disks").set_defaults(func=cmd_lab_status)
+    secrets_parser = verbs.add_parser("secrets", help="generate missing secrets into the inventory's vault")
+    secrets_parser.add_argument("secrets_inventory", nargs="?", default=str(DEFAULT_INVENTORY))
+    secrets_parser.set_defaults(func=cmd_secrets)
     return parser
 
 

@@ -39,12 +39,12 @@ class Runner:
         self.sim, self.tmp = sim, tmp
         self.log = tmp / "changes.jsonl"
 
-    def play(self, check=False, target=None, timeout=240, **extra):
-        target = target or TARGET[self.sim.platform]
-        ev = {"target": target, "vendor_fw_port": self.sim.port,
+    def play(self, check=False, timeout=240, **extra):
+        ev = {"target": TARGET[self.sim.platform], "vendor_fw_port": self.sim.port,
               "vendor_fw_backup_dir": str(self.tmp / "backups"), "vendor_fw_change_log": str(self.log),
               "operator": "pytest"}
         ev.update(extra)
+        ev = {k: v for k, v in ev.items() if v is not None}   # None: leave the variable out
         evf = self.tmp / "extra.json"
         evf.write_text(json.dumps(ev))
         cmd = [str(VENV / "ansible-playbook"), "-i", "inventory/fwsim", "playbooks/firewall-change.yml",
@@ -174,7 +174,8 @@ BAD = [
      "lacks local_id, peer_id"),
     ("empty template", {"vendor_fw_template_dir": "@EMPTY@"}, "rendered an empty configuration"),
     ("template without policy", {"vendor_fw_template_dir": "@NOPOLICY@"}, "renders no section for"),
-    ("no target", {"target": ""}, "Give exactly one device"),
+    ("no target", {"target": None}, "Give exactly one device"),
+    ("empty target", {"target": ""}, "Give exactly one device"),
     ("two targets", {"target": "fwsim-huawei,fwsim-comware"}, "Give exactly one device"),
 ]
 
