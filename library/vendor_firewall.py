@@ -48,6 +48,7 @@ import getpass
 import json
 import os
 import re
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils import vendor_firewall as vf
@@ -105,14 +106,31 @@ class Device:
         self.conn = None
 
     def show_running(self) -> str:
-        return self.conn.send_command(self.platform.show_cmd, read_timeout=self.params["timeout"] * 2)
+        """One complete running-config display; a desynchronised read is retried."""
+        for _attempt in range(3):
+            out = self.conn.send_command(self.platform.show_cmd, read_timeout=self.params["timeout"] * 2)
+            text = vf.clean_display(out, self.platform)
+            if text is not None:
+                return text
+            time.sleep(1.5)
+            self.conn.clear_buffer()
+        raise RuntimeError(f"`{self.platform.show_cmd}` did not return one complete configuration "
+                           f"(3 attempts); last output ended with {out[-80:]!r}")
 
     def push(self, cmds: list[str], stop_on_error: bool) -> str:
         kw = {"read_timeout": self.params["timeout"]}
-        if stop_on_error and self.conn.global_cmd_verify is not False:
-            # with command echo verification netmiko stops at the first rejected line
+        # Echo verification per line for every platform (netmiko turns it off for Comware by
+        # default): without it a rejected section header lets the following lines land in the
+        # wrong view, and a `quit` too many logs the session out. With it, netmiko stops at the
+        # first rejected line (error_pattern).
+        saved_verify = self.conn.global_cmd_verify
+        self.conn.global_cmd_verify = None
+        if stop_on_error:
             kw["error_pattern"] = self.platform.error_re
-        out = self.conn.send_config_set(cmds, **kw)
+        try:
+            out = self.conn.send_config_set(cmds, **kw)
+        finally:
+            self.conn.global_cmd_verify = saved_verify
         errors = re.findall(self.platform.error_re, out, flags=re.M)
         if stop_on_error and errors:
             raise ConfigInvalidException(f"device rejected a line: {errors[0].strip()}")

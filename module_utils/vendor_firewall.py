@@ -60,6 +60,8 @@ class Platform:
     skip_re: str                     # display lines that carry no configuration
     separator_re: str = r"^#\s*$"    # resets the hierarchy to the root (VRP/Comware)
     negate_rewrites: tuple = ()      # (regex, replacement) for the negated text
+    end_marker: str = "return"       # last line of a complete display
+    identity_re: str = r"^sysname "  # a complete display names the device
 
 
 PLATFORMS: dict[str, Platform] = {
@@ -92,6 +94,7 @@ PLATFORMS: dict[str, Platform] = {
         ordered_re=r"^policy-global$",
         skip_re=r"^(!.*|exit|end|Building configuration.*|Running configuration:.*|config-version .*)$",
         separator_re=r"^$a",  # never: StoneOS closes sections with `exit`
+        end_marker="end", identity_re=r"^hostname ",
     ),
 }
 
@@ -156,6 +159,22 @@ def parse(text: str, platform: Platform) -> Node:
         parent.children.append(node)
         stack.append((indent, node))
     return root
+
+
+def clean_display(output: str, platform: Platform) -> str | None:
+    """The running-config display without a stray echo/prompt before it, or None when
+    the output is not one complete display (no identity line or no end marker)."""
+    lines = output.replace("\r", "").split("\n")
+    for i, ln in enumerate(lines[:5]):
+        if platform.show_cmd in ln:
+            lines = lines[i + 1:]
+            break
+    body = [ln.strip() for ln in lines if ln.strip()]
+    if not body or body[-1] != platform.end_marker:
+        return None
+    if not any(re.match(platform.identity_re, ln) for ln in body):
+        return None
+    return "\n".join(lines).strip("\n") + "\n"
 
 
 # --------------------------------------------------------------------------- model
