@@ -42,6 +42,13 @@ def cmd_lab_status(args) -> int:
     return 0
 
 
+def cmd_lab_smoke(args) -> int:
+    rows, healthy = lab.smoke(_spec(args))
+    print(lab.format_table(rows))
+    print("smoke: " + ("all hosts up, no failed units" if healthy else "PROBLEMS (see above)"))
+    return 0 if healthy else 1
+
+
 def cmd_secrets(args) -> int:
     from archive_dr import secrets
 
@@ -70,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(func=cmd_lab_up)
     lab_verbs.add_parser("down", help="remove everything lab up made").set_defaults(func=cmd_lab_down)
     lab_verbs.add_parser("status", help="hosts, addresses, state, disks").set_defaults(func=cmd_lab_status)
+    lab_verbs.add_parser("smoke", help="what runs where, failed units").set_defaults(func=cmd_lab_smoke)
     secrets_parser = verbs.add_parser("secrets", help="generate missing secrets into the inventory's vault")
     secrets_parser.add_argument("secrets_inventory", nargs="?", default=str(DEFAULT_INVENTORY))
     secrets_parser.set_defaults(func=cmd_secrets)

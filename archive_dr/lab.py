@@ -370,6 +370,9 @@ def build_images(cache_dir: Path) -> dict[str, str]:
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         if _progress("podman build", proc) != 0:
             raise LabError("building the host image failed (see output above)")
+    for kind, tag in tags.items():
+        # A stable name for Molecule scenarios; the hashed tag stays the cache key.
+        podman("tag", tag, f"localhost/archive-dr-{kind}:latest")
     return tags
 
 
@@ -651,3 +654,33 @@ def format_table(rows: list[dict]) -> str:
     lines = ["  ".join(c.upper().ljust(widths[c]) for c in columns)]
     lines += ["  ".join(str(r[c]).ljust(widths[c]) for c in columns) for r in rows]
     return "\n".join(lines)
+
+
+SMOKE_UNITS = re.compile(r"^(postgresql@|pgbackrest|restic|archive-dr|strongswan|chrony|nftables|ssh\.|smartd|srv-)")
+
+
+def ssh(spec: LabSpec, host: HostSpec, command: str, timeout: int = 20) -> subprocess.CompletedProcess:
+    key = spec.state_dir / "ssh" / "id_ed25519"
+    return run(["ssh", "-i", str(key), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+                "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR",
+                f"root@{host.mgmt_address}", command], check=False, timeout=timeout)
+
+
+def smoke(spec: LabSpec) -> tuple[list[dict], bool]:
+    """What runs where: active archive-dr units per host, failed units, LAN reachability."""
+    rows, healthy = [], True
+    for host in spec.hosts:
+        proc = ssh(spec, host, "systemctl list-units --no-legend --plain --state=active "
+                               "--type=service,timer,mount; echo ---; systemctl --failed --no-legend --plain")
+        if proc.returncode != 0:
+            rows.append({"host": host.name, "site": host.site, "running": "UNREACHABLE", "failed": "-"})
+            healthy = False
+            continue
+        active, _, failed = proc.stdout.partition("---")
+        units = sorted({line.split()[0] for line in active.splitlines()
+                        if line.strip() and SMOKE_UNITS.match(line.split()[0])})
+        failed_units = [line.split()[0] for line in failed.splitlines() if line.strip()]
+        healthy &= not failed_units
+        rows.append({"host": host.name, "site": host.site, "running": " ".join(units) or "-",
+                     "failed": " ".join(failed_units) or "none"})
+    return rows, healthy

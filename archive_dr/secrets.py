@@ -61,6 +61,8 @@ GENERATORS: dict[str, Callable[[str, dict], dict]] = {
     "hex32": lambda name, existing: {name: pysecrets.token_hex(32)},
     "ed25519": _ed25519,
 }
+from archive_dr.pki import GENERATORS as PKI_GENERATORS  # noqa: E402  (kinds ipsec_ca, ipsec_cert)
+GENERATORS.update(PKI_GENERATORS)
 
 
 def vault_file(inventory: Path) -> Path:

@@ -1,0 +1,49 @@
+# archive-dr: two commands on a fresh machine.
+#   make lab   -- lab up -> secrets -> site.yml -> smoke check
+#   make test  -- lint, unit tests, Molecule scenarios (brings its own lab up and down)
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+export CONTAINERS_CONF := $(CURDIR)/lab/containers.conf
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: deps venv lab lab-up lab-down smoke lint unit molecule test clean
+
+deps:
+	@scripts/install-deps.sh
+
+$(VENV)/.stamp: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.stamp
+
+lab-up: deps venv
+	archive-dr lab up
+	archive-dr secrets
+
+lab: lab-up
+	ansible-playbook playbooks/site.yml
+	archive-dr lab smoke
+
+lab-down: venv
+	archive-dr lab down
+
+lint: venv
+	yamllint -s .
+	ansible-lint --profile production
+
+unit: venv
+	pytest -q tests/unit
+
+molecule: deps venv
+	cd roles/baseline && molecule test
+	molecule test -s two-site
+
+test: lint unit molecule
+
+clean: lab-down
+	rm -rf $(VENV)

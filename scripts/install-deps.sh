@@ -1,0 +1,15 @@
+#!/bin/sh
+# Installs what a fresh Debian 12 machine lacks for the lab and the tests.
+# Idempotent: installs only missing packages.
+set -eu
+packages="podman runc netavark aardvark-dns debootstrap uidmap iproute2 nftables tcpdump
+          openssh-client xorriso par2 qpdf chromium rsync postgresql-client"
+missing=""
+for pkg in $packages; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing="$missing $pkg"
+done
+if [ -n "$missing" ]; then
+  echo "installing:$missing"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
