@@ -202,10 +202,10 @@ def test_bad_input_fails_before_connecting(name, extra, msg, sim_for, tmp_path):
 
 def test_module_itself_refuses_unknown_platform(tmp_path):
     """Without the playbook's guard, the module's own validation answers."""
-    args = {"platform": "cisco_asa", "device": "x", "host": "127.0.0.1", "username": "u", "password": "p",
+    args = {"platform": "cisco_asa", "device": "x", "host": "127.0.0.1", "username": "unused-user", "password": "unused-password-xyz",
             "local_site": "geo", "sites": {}, "site_hosts": {}, "flows": [], "wan_interface": "g0",
             "template_dir": str(ROOT / "templates" / "firewall")}
-    p = subprocess.run([str(VENV / "ansible"), "localhost", "-m", "vendor_firewall", "-a", json.dumps(args),
+    p = subprocess.run([str(VENV / "ansible"), "-i", "inventory/fwsim", "-c", "local", "localhost", "-m", "vendor_firewall", "-a", json.dumps(args),
                         "-e", "ansible_python_interpreter=" + str(VENV / "python")],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert p.returncode != 0
