@@ -60,6 +60,7 @@ class Platform:
     skip_re: str                     # display lines that carry no configuration
     separator_re: str = r"^#\s*$"    # resets the hierarchy to the root (VRP/Comware)
     negate_rewrites: tuple = ()      # (regex, replacement) for the negated text
+    managed_rule_re: str = r"^rule name dr-"  # our rules (header or a child line)
     end_marker: str = "return"       # last line of a complete display
     identity_re: str = r"^sysname "  # a complete display names the device
 
@@ -84,6 +85,7 @@ PLATFORMS: dict[str, Platform] = {
         ordered_re=r"^security-policy ip$",
         skip_re=r"^(return|\d{4}-\d\d-\d\d .*)$",
         negate_rewrites=((r"^rule (\d+) name \S+$", r"rule \1"),),
+        managed_rule_re=r"^rule \d+ name dr-",
     ),
     "hillstone_stoneos": Platform(
         name="hillstone_stoneos", indent=2, negate="no ", section_exit="exit",
@@ -94,7 +96,7 @@ PLATFORMS: dict[str, Platform] = {
         ordered_re=r"^policy-global$",
         skip_re=r"^(!.*|exit|end|Building configuration.*|Running configuration:.*|config-version .*)$",
         separator_re=r"^$a",  # never: StoneOS closes sections with `exit`
-        end_marker="end", identity_re=r"^hostname ",
+        end_marker="end", identity_re=r"^hostname ", managed_rule_re=r'^name "dr-',
     ),
 }
 
@@ -413,6 +415,13 @@ def _plan(cur: Node, want: Node, depth: int, platform: Platform, keyfn, remove_e
             if keyfn(c.text) not in wkeys:
                 steps.append((depth, "-", negation(c.text, platform)))
     start = len(want.children)
+    if ordered and not remove_extra:
+        # a flow taken out of the inventory: its `dr-` rule goes; the site's own rules stay
+        managed = re.compile(platform.managed_rule_re)
+        for c in cur.children:
+            ours = managed.match(c.text) or any(managed.match(k.text) for k in c.children)
+            if ours and keyfn(c.text) not in wkeys:
+                steps.append((depth, "-", negation(c.text, platform)))
     if ordered:
         # intended children must appear in the device's list in the intended order;
         # from the first one that is missing or out of order, remove the present ones
@@ -435,7 +444,7 @@ def _plan(cur: Node, want: Node, depth: int, platform: Platform, keyfn, remove_e
         c = cur.find(keyfn(w.text), keyfn)
         if c is None:
             steps += _full(w, depth, platform)
-        elif w.children or (remove_extra and c.children):
+        elif w.children or (remove_extra and c.children) or re.match(platform.ordered_re, w.text):
             sub = _plan(c, w, depth + 1, platform, keyfn, remove_extra)
             if sub:
                 steps.append((depth, "=", w.text))

@@ -144,6 +144,12 @@ def test_lifecycle_check_push_idempotent_rollback(platform, sim_for):
     assert rule_order(sim)[-3:] == ["dr-restic-pull", "dr-tunnel-deny", "dr-tunnel-deny-out"]
     rc, out = r.play(dr_flows=BASE_FLOWS + [NEW_FLOW])
     assert rc == 0 and r.records()[-1]["outcome"] == "unchanged", out
+
+    # 6. the flow leaves the inventory again: its permit is removed, the rest stays
+    rc, out = r.play()
+    assert rc == 0 and r.records()[-1]["outcome"] == "changed", out
+    assert rule_order(sim) == names
+    assert sim.saved_text() == sim.running_text()
     print(f"{platform}: first push {pushed} config lines, {len(r.records())} runs logged")
 
 

@@ -218,3 +218,16 @@ def test_agrees_with_hier_config_on_added_lines():
     assert ours_added == ["ip address-set dr-h-geo-backup type object", "address 0 192.0.2.11 mask 32",
                           "remote-address 203.0.113.2", "esp encryption-algorithm aes-256"]
     assert sorted(ours_added) == sorted(theirs_added)
+
+
+def test_undeclared_dr_rule_is_removed_site_rules_stay():
+    running = HUAWEI_RUNNING.replace(" rule name dr-tunnel-deny\n", " rule name dr-old-flow\n  action permit\n"
+                                     " rule name dr-tunnel-deny\n")
+    want = tree("#\nsecurity-policy\n rule name dr-tunnel-deny\n  action deny\n#\n")
+    cmds = vf.commands(vf.plan_change(tree(running), want, HW), HW)
+    assert cmds == ["security-policy", " undo rule name dr-old-flow", " quit"]   # site-mgmt untouched
+    hs = vf.PLATFORMS["hillstone_stoneos"]
+    run_hs = ('hostname "SG"\npolicy-global\n  rule id 1\n    name "site-mgmt"\n  exit\n'
+              '  rule id 40\n    name "dr-gone"\n  exit\nexit\nend\n')
+    assert vf.commands(vf.plan_change(tree(run_hs, hs), tree("policy-global\nexit\n", hs), hs), hs) == [
+        "policy-global", "  no rule id 40", "  exit"]
