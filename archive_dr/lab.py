@@ -585,7 +585,9 @@ def start_host(spec: LabSpec, host: HostSpec, image: str, pubkey: str, blank_dis
     disks = ensure_disks(spec, host, blank=blank_disks)
     if info is not None:
         running = info["State"]["Running"]
-        devices = {d.get("PathOnHost") for d in (info.get("HostConfig") or {}).get("Devices") or []}
+        # podman reports PathOnHost by major:minor lookup (a char device may stand in for
+        # /dev/loopN), so compare the in-container names, which lab up sets equal to the loop's.
+        devices = {d.get("PathInContainer") for d in (info.get("HostConfig") or {}).get("Devices") or []}
         if running and set(disks.values()) <= devices:
             return
         if not running and set(disks.values()) <= devices and podman("start", host.name, check=False).returncode == 0:
