@@ -1,0 +1,40 @@
+"""Bad tunnel input fails in the first task, before any gateway changes (lab, --check for safety).
+
+    .venv/bin/pytest -m lab tests/lab/test_tunnel_validation.py -v
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import tunnel_probe as tp  # noqa: E402
+
+pytestmark = [pytest.mark.lab, pytest.mark.skipif(not tp.lab_up(), reason="lab is down")]
+
+FLOWS = [{"name": "pg-stream", "src": "miyun-store", "dst": "geo-archive", "port": 5432, "proto": "tcp"}]
+
+
+@pytest.mark.parametrize("extra,message", [
+    ({"dr_sites": {"geo": {"lan": "198.18.0.0/16", "wan": "198.18.3.1"},
+                   "miyun": {"lan": "198.18.2.0/24", "wan": "198.18.3.2"}}}, "site subnets overlap"),
+    ({"dr_flows": FLOWS + [{"name": "ghost", "src": "miyun-ghost", "dst": "geo-archive", "port": 22,
+                            "proto": "tcp"}]}, "src 'miyun-ghost' is not a known host"),
+    ({"site_gateway_cert_key": ""}, "private key for site"),
+    ({"site_gateway_cert": ""}, "certificate for site"),
+    ({"gateway_ipsec_auth": "psk", "gateway_ipsec_psk": ""}, "no pre-shared key"),
+    ({"site_gateway_initiator": True}, "Exactly one of"),
+])
+def test_bad_input_fails_before_any_change(extra, message):
+    r = subprocess.run([str(tp.ROOT / ".venv/bin/ansible-playbook"), "playbooks/tunnel.yml", "--check",
+                        "-e", json.dumps(extra)], cwd=tp.ROOT, capture_output=True, text=True, timeout=300,
+                       env=tp.ENV)
+    assert r.returncode != 0
+    assert message in r.stdout, r.stdout[-3000:]
+    # It failed in validation: no task after it ran.
+    assert "Install gateway packages" not in r.stdout
+    assert "changed=0" in r.stdout
