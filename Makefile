@@ -36,11 +36,12 @@ lint: venv
 	yamllint -s .
 	ansible-lint --profile production
 
-unit: venv
-	pytest -q tests/unit
+unit: deps venv
+	pytest -q tests/unit tests/integration tests/host
 
 molecule: deps venv
 	cd roles/baseline && molecule test
+	cd roles/storage && molecule test
 	molecule test -s two-site
 
 test: lint unit molecule
