@@ -42,6 +42,11 @@ def cmd_lab_status(args) -> int:
     return 0
 
 
+def cmd_lab_destroy(args) -> int:
+    lab.destroy(_spec(args), args.host, keep_disks=args.keep_disks)
+    return 0
+
+
 def cmd_lab_smoke(args) -> int:
     rows, healthy = lab.smoke(_spec(args))
     print(lab.format_table(rows))
@@ -77,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(func=cmd_lab_up)
     lab_verbs.add_parser("down", help="remove everything lab up made").set_defaults(func=cmd_lab_down)
     lab_verbs.add_parser("status", help="hosts, addresses, state, disks").set_defaults(func=cmd_lab_status)
+    destroy = lab_verbs.add_parser("destroy", help="replace a host by a fresh bare one (hardware loss)")
+    destroy.add_argument("host")
+    destroy.add_argument("--keep-disks", action="store_true", help="reattach the host's old disks")
+    destroy.set_defaults(func=cmd_lab_destroy)
     lab_verbs.add_parser("smoke", help="what runs where, failed units").set_defaults(func=cmd_lab_smoke)
     secrets_parser = verbs.add_parser("secrets", help="generate missing secrets into the inventory's vault")
     secrets_parser.add_argument("secrets_inventory", nargs="?", default=str(DEFAULT_INVENTORY))

@@ -600,6 +600,30 @@ def start_host(spec: LabSpec, host: HostSpec, image: str, pubkey: str, blank_dis
     print(f"  {host.name}: started", flush=True)
 
 
+def destroy(spec: LabSpec, name: str, keep_disks: bool) -> None:
+    """Replace a host by a fresh bare one (systemd + sshd, no Python), as after a hardware loss."""
+    host = spec.host(name)
+    info = container_state(host.name)
+    if info is not None and not _is_ours(info):
+        raise LabError(f"a container named {host.name} exists and was not made by archive-dr")
+    pubkey = ensure_ssh_key(spec, None)
+    tags = build_images(spec.state_dir.parent / ".cache" / "images")
+    if info is not None:
+        podman("rm", "-f", "-t", "5", host.name)
+        print(f"  {host.name}: destroyed", flush=True)
+    if not keep_disks:
+        for disk in host.disks:
+            release_disk(disk_file(spec, host, disk))
+            disk_file(spec, host, disk).unlink(missing_ok=True)
+    disks = ensure_disks(spec, host)
+    create_container(spec, host, tags["bare"], disks, pubkey)
+    podman("start", host.name)
+    wire_host(spec, host, network_bridges(spec))
+    wait_for_ssh(spec, [host])
+    kept = "kept" if keep_disks else "blank"
+    print(f"lab destroy: {host.name} is a fresh bare host ({kept} disks)", flush=True)
+
+
 def write_state(spec: LabSpec, tags: dict[str, str]) -> None:
     state = {"inventory": str(spec.inventory), "images": tags,
              "hosts": {h.name: {"mgmt": str(h.mgmt_address)} for h in spec.hosts}}
