@@ -40,6 +40,7 @@ unit: deps venv
 	pytest -q tests/unit tests/integration tests/host
 
 molecule: deps venv
+	archive-dr lab images
 	cd roles/baseline && molecule test
 	cd roles/storage && molecule test
 	molecule test -s two-site

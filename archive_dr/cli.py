@@ -42,6 +42,12 @@ def cmd_lab_status(args) -> int:
     return 0
 
 
+def cmd_lab_images(args) -> int:
+    tags = lab.build_images(Path(args.state_dir).parent / ".cache" / "images")
+    print("\n".join(f"{kind}: {tag}" for kind, tag in tags.items()))
+    return 0
+
+
 def cmd_lab_destroy(args) -> int:
     lab.destroy(_spec(args), args.host, keep_disks=args.keep_disks)
     return 0
@@ -82,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(func=cmd_lab_up)
     lab_verbs.add_parser("down", help="remove everything lab up made").set_defaults(func=cmd_lab_down)
     lab_verbs.add_parser("status", help="hosts, addresses, state, disks").set_defaults(func=cmd_lab_status)
+    lab_verbs.add_parser("images", help="build the bare and host images if missing").set_defaults(func=cmd_lab_images)
     destroy = lab_verbs.add_parser("destroy", help="replace a host by a fresh bare one (hardware loss)")
     destroy.add_argument("host")
     destroy.add_argument("--keep-disks", action="store_true", help="reattach the host's old disks")
