@@ -95,7 +95,21 @@ def required(inventory: Path) -> list[dict]:
 
 
 def ensure(inventory: Path) -> list[str]:
-    """Generate the missing secrets; returns the names added (never their values)."""
+    """Generate the missing secrets; returns the names added (never their values).
+
+    Runs under an exclusive lock: two concurrent runs must not each write back
+    their own copy and lose (then regenerate) the other's new secrets.
+    """
+    import fcntl
+
+    lock_path = vault_file(inventory).with_suffix(".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _ensure_locked(inventory)
+
+
+def _ensure_locked(inventory: Path) -> list[str]:
     values = load(inventory)
     added = []
     for item in required(inventory):
