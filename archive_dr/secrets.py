@@ -116,10 +116,14 @@ def _ensure_locked(inventory: Path) -> list[str]:
         name, kind = item.get("name"), item.get("kind", "password")
         if not name or kind not in GENERATORS:
             raise LabError(f"secrets_required: bad entry {item!r} (kinds: {', '.join(sorted(GENERATORS))})")
-        if name in values:
+        # Generators may store under other names (<name>_key, <name>_cert): the
+        # list of generated names is what says a secret exists.
+        generated = values.setdefault("secrets_generated", [])
+        if name in values or name in generated:
             continue
         new = GENERATORS[kind](name, values)
         values.update(new)
+        generated.append(name)
         added.extend(new)
     if added or not vault_file(inventory).exists():
         save(inventory, values)
