@@ -1,0 +1,223 @@
+"""Evidence pack (使用情况报告): drills and inspections of a period, with the indicator table.
+
+``archive-dr evidence --from 2026-01-01 --to 2026-06-30 [--reports reports/] [--out DIR]``
+
+Reads the drill and inspection results (``reports/{drill,inspection}-*.json``)
+whose finish time falls in the period, and writes
+``reports/evidence-<from>_<to>/`` with ``evidence-<from>_<to>.{json,md,html}``
+and a copy of every report it cites. Indicators, each measured vs the target
+in the inventory (``dr_targets``):
+
+* RTO and RPO: the worst drill of the period (timeliness, 时效指标);
+* backup success rate: successful job runs / all job runs (journal counts
+  collected by each inspection since the previous one);
+* verification coverage: protected systems whose verify/check job succeeded
+  within its threshold, at every inspection (the lowest is reported);
+* restore tests run: drills (each ends with a restore and the four-property check);
+* four-property checks passed / run;
+* drills and inspections done vs the schedule;
+* issues found and repaired: critical and warning findings, repaired when a
+  later inspection no longer reports them.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from archive_dr import report
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _day(s):
+    return dt.datetime.strptime(s, "%Y-%m-%d").date()
+
+
+def _ts_day(ts):
+    return dt.datetime.fromtimestamp(float(ts)).date()
+
+
+def load_targets(inventory):
+    """dr_targets from the inventory's group_vars/all/dr_targets.yml (plain YAML, no templating needed)."""
+    p = Path(inventory) / "group_vars" / "all" / "dr_targets.yml"
+    with open(p, encoding="utf-8") as f:
+        return (yaml.safe_load(f) or {}).get("dr_targets", {})
+
+
+def collect(reports_dir, start, end):
+    """(drills, inspections) results whose finish date is within [start, end], oldest first."""
+    drills, inspections = [], []
+    for p in sorted(Path(reports_dir).glob("*.json")):
+        if not p.name.startswith(("drill-", "inspection-")):
+            continue
+        try:
+            r = json.loads(p.read_text(encoding="utf-8"))
+        except ValueError:
+            continue
+        if not (start <= _ts_day(r.get("finished") or 0) <= end):
+            continue
+        r["_path"] = p
+        (drills if r.get("kind") == "drill" else inspections if r.get("kind") == "inspection" else []).append(r)
+    key = lambda r: float(r.get("finished") or 0)  # noqa: E731
+    return sorted(drills, key=key), sorted(inspections, key=key)
+
+
+def issues(inspections):
+    """Critical/warning findings across the period's inspections, repaired when a later one no longer has them."""
+    seen = {}
+    for insp in inspections:
+        keys = set()
+        for f in insp["findings"]:
+            if f["severity"] not in ("critical", "warning"):
+                continue
+            k = (f["host"], f["check"], str(f["item"]))
+            keys.add(k)
+            if k not in seen or seen[k].get("repaired"):
+                seen[k] = {"host": f["host"], "check": f["check"], "item": str(f["item"]), "severity": f["severity"],
+                           "message": f["message"], "first_seen": insp["id"], "repaired": False}
+        for k, x in seen.items():
+            if k not in keys and not x["repaired"]:
+                x["repaired"] = True
+                x["resolved_in"] = insp["id"]
+    return sorted(seen.values(), key=lambda x: (x["first_seen"], x["host"], x["check"], x["item"]))
+
+
+def _pct(a, b):
+    return None if not b else 100.0 * a / b
+
+
+def indicators(drills, inspections, targets, start, end):
+    out = []
+
+    def add(name, category, target, measured, met, target_text, measured_text, source):
+        out.append({"name": name, "category": category, "target": target, "measured": measured, "met": met,
+                    "target_text": target_text, "measured_text": measured_text, "source": source})
+
+    rto_t, rpo_t = targets.get("rto_seconds"), targets.get("rpo_seconds")
+    destructive = [d for d in drills if d.get("rto_seconds") is not None]
+    if destructive:
+        worst = max(destructive, key=lambda d: d["rto_seconds"])
+        add("RTO 恢复时间 (最差一次演练)", "时效", rto_t, worst["rto_seconds"], worst["rto_seconds"] <= rto_t,
+            report.human_seconds(rto_t), report.human_seconds(worst["rto_seconds"]), "drill %s" % worst["id"])
+    else:
+        add("RTO 恢复时间", "时效", rto_t, None, None, report.human_seconds(rto_t), "本期无演练", "-")
+    with_rpo = [d for d in drills if d.get("rpo_seconds") is not None]
+    if with_rpo:
+        worst = max(with_rpo, key=lambda d: d["rpo_seconds"])
+        add("RPO 数据丢失 (最差一次演练)", "时效", rpo_t, worst["rpo_seconds"], worst["rpo_seconds"] <= rpo_t,
+            report.human_seconds(rpo_t), report.human_seconds(worst["rpo_seconds"]), "drill %s" % worst["id"])
+    else:
+        add("RPO 数据丢失", "时效", rpo_t, None, None, report.human_seconds(rpo_t), "本期无演练", "-")
+    # backup success rate from the journal counts of each inspection
+    ok = bad = 0
+    for insp in inspections:
+        for j in insp.get("jobs", []):
+            ok += int(j.get("runs_ok") or 0)
+            bad += int(j.get("runs_failed") or 0)
+    rate = _pct(ok, ok + bad)
+    t = targets.get("backup_success_rate_pct")
+    add("备份作业成功率", "质量", t, rate, None if rate is None else rate >= t, "≥ %.1f%%" % t,
+        "-" if rate is None else "%.2f%% (%d/%d)" % (rate, ok, ok + bad), "%d inspections (journal)" % len(inspections))
+    # verification coverage
+    covs = []
+    for insp in inspections:
+        systems = {j.get("system") for j in insp.get("jobs", []) if j.get("system")}
+        verified = {j.get("system") for j in insp.get("jobs", [])
+                    if j.get("kind") in ("verify", "check") and j.get("age") is not None and j.get("max_age")
+                    and j["age"] <= j["max_age"] and j.get("outcome") == "success"}
+        if systems:
+            covs.append((_pct(len(verified & systems), len(systems)), insp["id"]))
+    t = targets.get("verification_coverage_pct")
+    if covs:
+        low = min(covs)
+        add("校验覆盖率 (最低一次巡检)", "质量", t, low[0], low[0] >= t, "%.0f%%" % t, "%.0f%%" % low[0],
+            "inspection %s" % low[1])
+    else:
+        add("校验覆盖率", "质量", t, None, None, "%.0f%%" % t, "本期无巡检数据", "-")
+    # restore tests
+    t = targets.get("restore_tests_per_period", 1)
+    add("恢复测试次数 (演练)", "数量", t, len(drills), len(drills) >= t, "≥ %d" % t, str(len(drills)),
+        ", ".join(d["id"] for d in drills) or "-")
+    checks = [v for d in drills for v in d.get("verify", [])]
+    passed = sum(1 for v in checks if v.get("passed"))
+    add("四性检测通过", "质量", len(checks), passed, passed == len(checks) if checks else None,
+        "%d/%d" % (len(checks), len(checks)), "%d/%d" % (passed, len(checks)), "drills")
+    days = (end - start).days + 1
+    exp_insp = max(1, days // int(targets.get("inspection_interval_days", 31)))
+    add("月度巡检次数", "数量", exp_insp, len(inspections), len(inspections) >= exp_insp, "≥ %d" % exp_insp,
+        str(len(inspections)), "reports")
+    exp_drill = max(1, days // int(targets.get("drill_interval_days", 183)))
+    add("灾备演练次数", "数量", exp_drill, len(drills), len(drills) >= exp_drill, "≥ %d" % exp_drill, str(len(drills)),
+        "reports")
+    iss = issues(inspections)
+    rep = sum(1 for x in iss if x["repaired"])
+    add("发现问题 / 已修复", "效益", len(iss), rep, rep == len(iss) if iss else None, "全部修复",
+        "%d / %d" % (len(iss), rep), "inspections")
+    return out, iss
+
+
+def build(reports_dir, start, end, targets):
+    drills, inspections = collect(reports_dir, start, end)
+    ind, iss = indicators(drills, inspections, targets, start, end)
+
+    def rel(r, ext):
+        return r["_path"].with_suffix(ext).name
+
+    return {
+        "kind": "evidence", "id": "%s_%s" % (start.isoformat(), end.isoformat()),
+        "period": {"from": start.isoformat(), "to": end.isoformat()}, "generated": time.time(),
+        "finished": time.time(), "targets": targets, "indicators": ind, "issues": iss,
+        "drills": [{"id": d["id"], "scenario": d["scenario"], "mode": d.get("mode"), "rto_seconds": d.get("rto_seconds"),
+                    "rpo_seconds": d.get("rpo_seconds"), "rto_target": d["targets"].get("rto_seconds"),
+                    "rpo_target": d["targets"].get("rpo_seconds"), "passed": d.get("passed"),
+                    "verify_total": len(d.get("verify", [])),
+                    "verify_passed": sum(1 for v in d.get("verify", []) if v.get("passed")),
+                    "level": (d.get("level") or {}).get("level"), "html": rel(d, ".html"), "md": rel(d, ".md")}
+                   for d in drills],
+        "inspections": [{"id": i["id"], "finished": i["finished"], "critical": i["counts"]["critical"],
+                         "warning": i["counts"]["warning"], "passed": i["passed"], "html": rel(i, ".html"),
+                         "md": rel(i, ".md")} for i in inspections],
+        "_sources": [str(r["_path"]) for r in drills + inspections],
+    }
+
+
+def write(result, out_dir):
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for src in result.pop("_sources", []):
+        for ext in (".json", ".md", ".html"):
+            p = Path(src).with_suffix(ext)
+            if p.exists():
+                shutil.copy2(p, out_dir / p.name)
+    return report.write(result, out_dir)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="archive-dr evidence", description=__doc__.splitlines()[0])
+    p.add_argument("--from", dest="start", required=True, type=_day, help="first day (YYYY-MM-DD)")
+    p.add_argument("--to", dest="end", required=True, type=_day, help="last day (YYYY-MM-DD)")
+    p.add_argument("--reports", default=str(ROOT / "reports"), help="where drill/inspection reports are")
+    p.add_argument("--inventory", default=str(ROOT / "inventory" / "lab"), help="inventory with dr_targets.yml")
+    p.add_argument("--out", help="output directory (default: <reports>/evidence-<from>_<to>)")
+    a = p.parse_args(argv)
+    if a.end < a.start:
+        p.error("--to is before --from")
+    res = build(a.reports, a.start, a.end, load_targets(a.inventory))
+    out = a.out or str(Path(a.reports) / ("evidence-%s" % res["id"]))
+    paths = write(res, out)
+    for i in res["indicators"]:
+        print("%-28s target %-12s measured %-22s %s" % (i["name"], i["target_text"], i["measured_text"],
+                                                         "-" if i["met"] is None else ("met" if i["met"] else "NOT MET")))
+    print(json.dumps({k: str(v) for k, v in paths.items()}, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+"""Ansible module: read one host's state for the monthly inspection (read-only)."""
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: dr_inspect
+short_description: Collect a host's state for the monthly inspection and evaluate it into findings
+description:
+  - Reads filesystems (statvfs of every real filesystem, the storage role's facts),
+    backup/verify/pull job status of every C(backup_status.py)-style config and
+    the state of each job's timer, PostgreSQL replication, Prometheus textfile
+    gauges, tunnel facts and certificate expiry, C(chronyc tracking), failed
+    units, C(sshd -T), the nftables input policy, listening sockets, offline
+    media registers and optionally lynis (bounded by a timeout).
+  - Never changes anything (C(changed=false)); check mode collects too.
+  - Findings have a severity (critical, warning, info); the module never fails
+    on findings, the playbook decides after the report is written.
+options:
+  host: {description: Host name used in the findings., type: str}
+  storage_facts_file: {type: path, default: /var/lib/archive-dr/storage-facts.json}
+  job_configs:
+    description: Globs of job configs (C({status_dir, jobs})) as written by the backup appliance or replica roles.
+    type: list
+    elements: str
+    default: [/etc/archive-dr/*-jobs.json]
+  job_history_since: {description: Count job runs (journal) since this Unix time (default 31 days ago)., type: int}
+  textfile_dirs: {type: list, elements: path, default: [/var/lib/prometheus/node-exporter, /var/lib/archive-dr/metrics]}
+  metric_prefixes: {type: list, elements: str, default: [archive_dr_]}
+  tunnel_helper: {type: path, default: /usr/local/sbin/archive-dr-tunnel}
+  tunnel_state_file: {type: path, default: /var/lib/archive-dr/tunnel.json}
+  certificates: {description: Extra certificate globs to watch for expiry., type: list, elements: str, default: []}
+  media_registers: {description: Offline media register globs (media-register.json)., type: list, elements: str, default: []}
+  lynis_timeout: {description: Run lynis with this timeout in seconds (0 = do not run)., type: int, default: 0}
+  thresholds: {description: Overrides of module_utils/dr_inspect.DEFAULT_THRESHOLDS., type: dict, default: {}}
+"""
+
+EXAMPLES = r"""
+- name: Inspect
+  dr_inspect:
+    media_registers: [/srv/offline-archive/media-register.json]
+    thresholds: {fs_used_pct_crit: 90, cert_days_crit: 30}
+  register: inspection
+"""
+
+RETURN = r"""
+collected: {description: What was read on the host, type: dict, returned: always}
+findings: {description: "List of {severity, host, check, item, message, value, threshold}", type: list, returned: always}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.dr_inspect import collect, evaluate
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            host=dict(type="str"),
+            storage_facts_file=dict(type="path", default="/var/lib/archive-dr/storage-facts.json"),
+            job_configs=dict(type="list", elements="str", default=["/etc/archive-dr/*-jobs.json"]),
+            job_history_since=dict(type="int"),
+            textfile_dirs=dict(type="list", elements="path",
+                               default=["/var/lib/prometheus/node-exporter", "/var/lib/archive-dr/metrics"]),
+            metric_prefixes=dict(type="list", elements="str", default=["archive_dr_"]),
+            tunnel_helper=dict(type="path", default="/usr/local/sbin/archive-dr-tunnel"),
+            tunnel_state_file=dict(type="path", default="/var/lib/archive-dr/tunnel.json"),
+            certificates=dict(type="list", elements="str", default=[]),
+            media_registers=dict(type="list", elements="str", default=[]),
+            lynis_timeout=dict(type="int", default=0),
+            thresholds=dict(type="dict", default={}),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    collected = collect(p)
+    findings = evaluate(p.get("host") or "", collected, p["thresholds"])
+    module.exit_json(changed=False, collected=collected, findings=findings)
+
+
+if __name__ == "__main__":
+    main()
