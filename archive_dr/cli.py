@@ -61,6 +61,7 @@ def cmd_lab_smoke(args) -> int:
 
 
 def cmd_secrets(args) -> int:
+    from archive_dr import rebuild  # noqa: F401  (registers the depot key kind, gpg_signing)
     from archive_dr import secrets
 
     added = secrets.ensure(Path(args.secrets_inventory))

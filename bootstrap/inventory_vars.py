@@ -69,6 +69,7 @@ def load(inventory: Path, names: list[str], extra: dict | None = None) -> dict[s
     from ansible.parsing.vault import VaultSecret
     from ansible.plugins.loader import init_plugin_loader
     from ansible.template import Templar
+    from ansible.vars.hostvars import HostVars
     from ansible.vars.manager import VariableManager
 
     init_plugin_loader()
@@ -79,6 +80,7 @@ def load(inventory: Path, names: list[str], extra: dict | None = None) -> dict[s
     loader.set_vault_secrets([("default", VaultSecret(vault_password().encode()))])
     manager = InventoryManager(loader=loader, sources=[str(inventory)])
     variables = VariableManager(loader=loader, inventory=manager)
+    HostVars(inventory=manager, variable_manager=variables, loader=loader)  # makes `hostvars` resolvable
     defaults: dict = {}
     for role in sorted({r for r in BOOTSTRAP_VARS.values() if r}):
         defaults.update(_trusted(role_defaults(role)))
