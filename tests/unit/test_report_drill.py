@@ -1,0 +1,53 @@
+"""archive_dr/drill.py pure parts: GB/T 20988 mapping, RTO/RPO arithmetic, timed phases, preflight gates."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from archive_dr import drill
+
+
+@pytest.mark.parametrize("rto,rpo,level", [
+    (300, 0, 6), (3600, 0, 5), (300, 5, 5), (3600, 1800, 5), (3600, 1801, 4), (3 * 86400, 600, 3),
+    (86400, 2 * 86400, 2), (86400, 8 * 86400, 0)])
+def test_gbt20988_level(rto, rpo, level):
+    assert drill.gbt20988_level(rto, rpo)["level"] == level
+
+
+def test_level_not_measured():
+    assert drill.gbt20988_level(None, 3)["level"] is None
+
+
+def test_rpo_and_rto():
+    assert drill.rpo_from(100.5, 99.0) == 1.5
+    assert drill.rpo_from(100.0, 101.0) == 0.0
+    assert drill.rpo_from(100.0, None) is None
+    phases = [{"name": "recover", "end": 130.0, "ok": True}, {"name": "service", "end": 160.0, "ok": True}]
+    assert drill.rto_from(phases, 100.0, "service") == 60.0
+    phases[1]["ok"] = False
+    assert drill.rto_from(phases, 100.0, "service") is None
+
+
+def test_phases_record_failures():
+    ph = drill.Phases()
+    assert ph.run("a", "A", lambda: "done") == "done"
+    with pytest.raises(ValueError):
+        ph.run("b", "B", lambda: (_ for _ in ()).throw(ValueError("boom")))
+    a, b = ph.items
+    assert a["ok"] and a["detail"] == "done" and a["seconds"] >= 0
+    assert not b["ok"] and "boom" in b["detail"] and b["end"] <= time.time()
+
+
+def test_preflight_gates(tmp_path, monkeypatch):
+    cfg = {"playbooks": {"recover_host-lost": "site.yml", "failback": "no-such-playbook.yml",
+                         "recover_scratch": "site.yml"}}
+    with pytest.raises(RuntimeError, match="failback"):
+        drill.preflight(cfg, "host-lost", "destructive")
+    cfg["playbooks"]["failback"] = "site.yml"
+    monkeypatch.setattr(drill, "ALLOW", tmp_path / "ALLOW_DRILL")
+    with pytest.raises(RuntimeError, match="ALLOW_DRILL"):
+        drill.preflight(cfg, "host-lost", "destructive")
+    (tmp_path / "ALLOW_DRILL").touch()
+    assert "site.yml" in drill.preflight(cfg, "host-lost", "destructive")
+    assert drill.preflight(cfg, "ransomware", "non-destructive") == "playbooks: site.yml"
