@@ -69,6 +69,39 @@ def cmd_secrets(args) -> int:
     return 0
 
 
+# ------------------------------------------------------------- rebuild (issue 7)
+
+def cmd_rebuild(args) -> int:
+    from archive_dr import rebuild
+
+    inventory = Path(args.rebuild_inventory)
+    try:
+        if args.install_media:
+            for path in rebuild.render_install_media(args.host, inventory, Path(args.install_media)):
+                print(path)
+            return 0
+        report = rebuild.rebuild(args.host, inventory, force=args.force,
+                                 report_dir=Path(args.report_dir) if args.report_dir else None)
+    except rebuild.RebuildError as exc:
+        print(f"archive-dr rebuild: {exc}", file=sys.stderr)
+        return exc.code
+    print(f"archive-dr rebuild: {args.host}: {report['result']} in {report['total_seconds']} s "
+          f"({report['case']}); report: {report['files'][1]}")
+    return 0
+
+
+def add_rebuild_parser(verbs) -> None:
+    parser = verbs.add_parser("rebuild", help="rebuild a dead DR-site host from bare metal, offline")
+    parser.add_argument("host", help="inventory host in site_miyun")
+    parser.add_argument("--force", action="store_true", help="rebuild even if the host is alive and serving")
+    parser.add_argument("--rebuild-inventory", default=str(DEFAULT_INVENTORY),
+                        help="Ansible inventory (default: inventory/lab)")
+    parser.add_argument("--report-dir", help="where reports go (default: reports/)")
+    parser.add_argument("--install-media", metavar="DIR",
+                        help="only render the PXE (dnsmasq, GRUB, pxelinux) and preseed files into DIR")
+    parser.set_defaults(func=cmd_rebuild)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="archive-dr", description=__doc__)
     parser.add_argument("--inventory", default=os.environ.get("ARCHIVE_DR_LAB_INVENTORY", str(DEFAULT_INVENTORY)),
@@ -98,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     secrets_parser = verbs.add_parser("secrets", help="generate missing secrets into the inventory's vault")
     secrets_parser.add_argument("secrets_inventory", nargs="?", default=str(DEFAULT_INVENTORY))
     secrets_parser.set_defaults(func=cmd_secrets)
+    add_rebuild_parser(verbs)
     _add_dr_verbs(verbs)
     return parser
 
