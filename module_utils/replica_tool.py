@@ -119,8 +119,8 @@ def count_changes(itemized):
         if code.startswith("*deleting"):
             n += 1
         elif len(code) >= 2 and code[0] in "<>ch." and code[1] in "fdLDS":
-            # '.d..t......' is a directory time update only when nothing else changed
-            if code[0] == "." and set(code[2:]) <= {"."}:
+            # '.d..t......' (a directory's attributes) and '.f.........' (unchanged) are no content change
+            if code[0] == "." and (code[1] == "d" or set(code[2:]) <= {"."}):
                 continue
             n += 1
     return n
