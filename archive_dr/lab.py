@@ -60,6 +60,7 @@ class HostSpec:
     routes: list[tuple[str, str]]  # (destination subnet, via)
     disks: list[Disk]
     gateway: bool
+    internet: bool = True   # False: no default route, and the machine drops its forwarded traffic
 
 
 @dataclasses.dataclass
@@ -165,6 +166,9 @@ def load_spec(inventory: Path, state_dir: Path, overrides: dict | None = None) -
                 raise LabError(f"network ranges overlap: {name_a} {net_a} and {name_b} {net_b}")
 
     gateways = {body.get("gateway_host"): site for site, body in sites.items()}
+    # Sites whose hosts reach the package mirror through the management NAT. A host
+    # rebuilt by `lab destroy` never does (see destroy()).
+    internet_sites = set(gvars.get("lab_internet_sites", list(sites)))
     hosts: list[HostSpec] = []
     seen_names = set()
     for name in [h for g in groups.values() for h in g]:
@@ -214,7 +218,8 @@ def load_spec(inventory: Path, state_dir: Path, overrides: dict | None = None) -
             disks.append(Disk(name=disk["name"], size=size))
         hosts.append(HostSpec(name=name, site=site, mgmt_address=mgmt_address,
                               mgmt_mac=_mac(mgmt_address, 0), interfaces=interfaces,
-                              routes=routes, disks=disks, gateway=is_gateway))
+                              routes=routes, disks=disks, gateway=is_gateway,
+                              internet=site in internet_sites))
     if not hosts:
         raise LabError(f"{inventory}: no hosts")
     return LabSpec(inventory=inventory, state_dir=state_dir, mgmt_subnet=mgmt_subnet,
@@ -505,12 +510,33 @@ def host_veth(container: str, ifname: str) -> str | None:
     return None
 
 
+EGRESS_TABLE = "archive-dr-lab-egress"
+
+
+def _no_internet(spec: LabSpec, host: HostSpec, bridges: dict[str, str]) -> None:
+    """No route to the internet: drop the default route inside, and the machine forwards nothing from it."""
+    pid = podman("inspect", "-f", "{{.State.Pid}}", host.name).stdout.strip()
+    run(["nsenter", "-t", pid, "-n", "ip", "route", "del", "default"], check=False)
+    bridge = bridges.get("mgmt")
+    if not bridge:
+        return
+    run(["nft", "add", "table", "inet", EGRESS_TABLE])
+    run(["nft", "add", "chain", "inet", EGRESS_TABLE, "forward",
+         "{ type filter hook forward priority filter - 5; policy accept; }"])
+    rules = run(["nft", "-a", "list", "chain", "inet", EGRESS_TABLE, "forward"]).stdout
+    if f"ip saddr {host.mgmt_address} " not in rules:
+        run(["nft", "add", "rule", "inet", EGRESS_TABLE, "forward", "iifname", bridge, "ip", "saddr",
+             str(host.mgmt_address), "counter", "drop", "comment", f'"{host.name} has no internet"'])
+
+
 def wire_host(spec: LabSpec, host: HostSpec, bridges: dict[str, str]) -> None:
-    """Host-side cabling that podman does not do: isolation, no IPv6, WAN shaping."""
+    """Host-side cabling that podman does not do: isolation, no IPv6, WAN shaping, no internet for the DR site."""
     mgmt_veth = host_veth(host.name, "eth0")
     if mgmt_veth:
         # Hosts may talk to the controller over management, never to each other.
         run(["bridge", "link", "set", "dev", mgmt_veth, "isolated", "on"])
+    if not host.internet:
+        _no_internet(spec, host, bridges)
     for iface in host.interfaces:
         veth = host_veth(host.name, iface.name)
         for dev in filter(None, [veth, bridges.get(iface.network)]):
@@ -616,6 +642,9 @@ def destroy(spec: LabSpec, name: str, keep_disks: bool) -> None:
             release_disk(disk_file(spec, host, disk))
             disk_file(spec, host, disk).unlink(missing_ok=True)
     disks = ensure_disks(spec, host)
+    # As in the real DR room, the replacement machine has no route to the internet:
+    # everything it installs comes from the package depot.
+    host.internet = False
     create_container(spec, host, tags["bare"], disks, pubkey)
     podman("start", host.name)
     wire_host(spec, host, network_bridges(spec))
@@ -642,6 +671,7 @@ def down(spec: LabSpec) -> None:
             path.unlink(missing_ok=True)
         run(["ssh", "-O", "exit", "-o", "ControlPath=/tmp/archive-dr-cp/%C", f"root@{host.mgmt_address}"],
             check=False)
+    run(["nft", "delete", "table", "inet", EGRESS_TABLE], check=False)
     for key in ["mgmt", *spec.networks]:
         name = spec.network_name(key)
         if _network_exists(name):

@@ -3,7 +3,8 @@
 # Idempotent: installs only missing packages.
 set -eu
 packages="podman runc netavark aardvark-dns debootstrap uidmap iproute2 nftables tcpdump
-          openssh-client xorriso par2 qpdf chromium rsync postgresql-client"
+          openssh-client xorriso par2 qpdf chromium rsync postgresql-client
+          apt-utils dnsmasq-base debconf gnupg"
 missing=""
 for pkg in $packages; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing="$missing $pkg"
