@@ -31,7 +31,7 @@ def repo_plan(state):
 def forget_args(retention):
     """GFS retention dict -> restic forget flags; every count must be >= 1 (0 would drop a tier)."""
     args = []
-    for key in ("daily", "weekly", "monthly", "yearly"):
+    for key in ("last", "hourly", "daily", "weekly", "monthly", "yearly"):
         if key not in retention:
             continue
         n = int(retention[key])
@@ -39,7 +39,7 @@ def forget_args(retention):
             raise ValueError("retention %s must be >= 1 (got %d)" % (key, n))
         args.append("--keep-%s=%d" % (key, n))
     if not args:
-        raise ValueError("retention needs at least one of daily, weekly, monthly, yearly")
+        raise ValueError("retention needs at least one of last, hourly, daily, weekly, monthly, yearly")
     return args
 
 

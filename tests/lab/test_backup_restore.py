@@ -1,0 +1,161 @@
+"""Lab tests: backup appliance and archive system end to end (marker `lab`).
+
+Seed -> full backup + snapshot -> record T -> later transactions, modify/delete/corrupt
+rows and files -> restore DB (PITR to T) and files (snapshot at/before T) to new paths ->
+four-property check passes on the restored copy, restored files equal the pristine seed
+(independent sha256sum), restored table equals the pre-damage table, rows committed after
+T are absent. Then the live store is repaired by a forced restore, and bad input is refused.
+
+Run: .venv/bin/pytest -m lab tests/lab/test_backup_restore.py -v   (about 3-5 minutes)
+"""
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+ENV = dict(os.environ, CONTAINERS_CONF=os.path.join(ROOT, "lab", "containers.conf"), ANSIBLE_FORCE_COLOR="0")
+ITEMS = int(os.environ.get("ARCHIVE_DR_TEST_ITEMS", "100"))
+
+
+def _lab_up():
+    try:
+        return subprocess.run(["podman", "container", "exists", "geo-archive"], env=ENV, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+pytestmark = [pytest.mark.lab, pytest.mark.skipif(not _lab_up(), reason="lab is down (archive-dr lab up)")]
+
+
+def sh(host, script, check=True, timeout=600):
+    p = subprocess.run(["podman", "exec", host, "bash", "-c", script], env=ENV, capture_output=True, text=True,
+                       timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError("%s: %s\nrc=%d\n%s\n%s" % (host, script, p.returncode, p.stdout[-3000:], p.stderr[-3000:]))
+    return p
+
+
+def psql(sql, port=5432, db="archive", check=True):
+    return sh("geo-archive", "cd /tmp && runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -p %d -d %s -c %s"
+              % (port, db, json.dumps(sql)), check=check).stdout.strip()
+
+
+def play(name, *extra, check=True, timeout=1200):
+    argv = [os.path.join(ROOT, ".venv", "bin", "ansible-playbook"), os.path.join(ROOT, "playbooks", name)]
+    for e in extra:
+        argv += ["-e", e]
+    p = subprocess.run(argv, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError("%s failed:\n%s" % (name, p.stdout[-6000:]))
+    return p
+
+
+def recap_changed(out):
+    return sum(int(part.split("=")[1]) for line in out.splitlines() if "changed=" in line
+               for part in line.split() if part.startswith("changed="))
+
+
+def run_job(job):
+    sh("geo-backup", "systemctl start archive-dr-backup-%s.service" % job, timeout=900)
+    return json.loads(sh("geo-backup", "cat /var/lib/archive-dr/backup-status/%s.json" % job).stdout)
+
+
+def tree_sums(host, path):
+    return sh(host, "cd %s && find . -type f -print0 | sort -z | xargs -0 sha256sum" % path).stdout
+
+
+TABLE_SUM = "SELECT count(*) || ':' || md5(string_agg(t::text, '|' ORDER BY archive_no)) FROM archive_item t"
+
+
+@pytest.fixture(scope="module")
+def converged():
+    play("archive.yml")
+    play("backup.yml")
+    play("lab-seed.yml", "lab_seed_items=%d" % ITEMS, "lab_seed_reload=true")
+    _stop_restored()
+    sh("geo-archive", "rm -rf /srv/restore-test /var/lib/postgresql/restore")
+    return True
+
+
+def _stop_restored():
+    sh("geo-archive", "runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D /var/lib/postgresql/restore/pitr "
+       "stop -m fast", check=False)
+
+
+def test_backup_pitr_restore_and_four_property_check(converged):
+    sh("geo-archive", "rsync -a --delete /var/lib/archive-dr/seed/files/ /srv/archive/ && chgrp -R archive-read /srv/archive")
+    original_table = psql(TABLE_SUM)
+    assert original_table.startswith("%d:" % ITEMS)
+    full = run_job("archive-db-full")
+    snap = run_job("archive-files-snapshot")
+    assert full["outcome"] == "success" and snap["outcome"] == "success"
+
+    psql("DROP TABLE IF EXISTS pitr_probe; CREATE TABLE pitr_probe (id int PRIMARY KEY, at timestamptz DEFAULT clock_timestamp())")
+    for i in range(1, 4):
+        psql("INSERT INTO pitr_probe (id) VALUES (%d)" % i)
+    time.sleep(1.5)
+    target = psql("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'")
+    time.sleep(1.5)
+    for i in range(4, 7):
+        psql("INSERT INTO pitr_probe (id) VALUES (%d)" % i)
+    # Damage: modify, delete, corrupt rows and files.
+    psql("UPDATE archive_item SET title = title || ' (tampered)' WHERE archive_no IN "
+         "(SELECT archive_no FROM archive_item ORDER BY archive_no LIMIT 3)")
+    psql("DELETE FROM archive_item WHERE archive_no IN (SELECT archive_no FROM archive_item ORDER BY archive_no DESC LIMIT 2)")
+    files = sh("geo-archive", "cd /srv/archive && find . -name '*.pdf' | sort | head -6").stdout.split()
+    sh("geo-archive", "cd /srv/archive && rm -f %s %s && printf 'XXXX' | dd of=%s bs=1 seek=2000 conv=notrunc status=none"
+       " && echo junk >> %s && echo foreign > ./foreign.txt" % (files[0], files[1], files[2], files[3]))
+    seg = psql("SELECT pg_walfile_name(pg_switch_wal())")
+    for _ in range(120):
+        if psql("SELECT last_archived_wal FROM pg_stat_archiver") >= seg:
+            break
+        time.sleep(1)
+    else:
+        raise AssertionError("WAL %s not archived" % seg)
+    time.sleep(1.5)
+    run_job("archive-files-snapshot")        # a later snapshot with the damage; restore must not use it
+
+    t0 = time.monotonic()
+    play("restore.yml", "restore_system=archive-db", "restore_path=/var/lib/postgresql/restore/pitr",
+         "restore_time='%s'" % target)
+    t_db = time.monotonic() - t0
+    t0 = time.monotonic()
+    play("restore.yml", "restore_system=archive-files", "restore_path=/srv/restore-test/archive",
+         "restore_time='%s'" % target[:19])
+    t_files = time.monotonic() - t0
+    try:
+        # PITR lands exactly on the transactions committed before T.
+        assert psql("SELECT string_agg(id::text, ',' ORDER BY id) FROM pitr_probe", port=5433) == "1,2,3"
+        assert psql(TABLE_SUM, port=5433) == original_table
+        # Restored files equal the pristine seed (independent checksums).
+        assert tree_sums("geo-archive", "/srv/restore-test/archive") == tree_sums("geo-archive", "/var/lib/archive-dr/seed/files")
+        # Four-property check on the restored copy against the restored database.
+        p = subprocess.run([os.path.join(ROOT, ".venv", "bin", "ansible"), "geo-archive", "-b", "-m", "archive_verify",
+                            "-a", json.dumps({"root": "/srv/restore-test/archive", "db": {"dbname": "archive", "port": 5433, "user": "postgres",
+                                                                                           "host": "/var/run/postgresql"}})],
+                           cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+        assert p.returncode == 0 and 'passed: true' in p.stdout, p.stdout[-4000:]
+        # ... and the same check of the damaged live store against the restored metadata fails.
+        p = subprocess.run([os.path.join(ROOT, ".venv", "bin", "ansible"), "geo-archive", "-b", "-m", "archive_verify",
+                            "-a", json.dumps({"root": "/srv/archive", "db": {"dbname": "archive", "port": 5433, "user": "postgres",
+                                                                             "host": "/var/run/postgresql"}})],
+                           cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+        assert p.returncode != 0 and "four-property check failed" in p.stdout and "authenticity" in p.stdout, p.stdout[-3000:]
+        print("restore timings: database PITR %.1f s, files %.1f s" % (t_db, t_files))
+    finally:
+        _stop_restored()
+
+    # Restoring over the live store is refused without force ...
+    p = play("restore.yml", "restore_system=archive-files", "restore_path=/srv/archive", "restore_time='%s'" % target[:19],
+             check=False)
+    assert p.returncode != 0 and "LIVE data" in p.stdout
+    # ... and repairs it with force (exactly the snapshot: foreign file gone, damaged files back).
+    play("restore.yml", "restore_system=archive-files", "restore_path=/srv/archive", "restore_time='%s'" % target[:19],
+         "restore_force=true")
+    assert tree_sums("geo-archive", "/srv/archive") == tree_sums("geo-archive", "/var/lib/archive-dr/seed/files")
+    play("lab-seed.yml", "lab_seed_items=%d" % ITEMS, "lab_seed_reload=true")
+    psql("DROP TABLE IF EXISTS pitr_probe")
+    sh("geo-archive", "rm -rf /srv/restore-test /var/lib/postgresql/restore")
