@@ -45,6 +45,8 @@ def main(argv=None):
     ap.add_argument("--host", default="geo-backup")
     ap.add_argument("--src", default="/srv/backup/staging/archive-files")
     ap.add_argument("--work", default="/srv/backup/bench", help="scratch directory on the data pool (removed after)")
+    ap.add_argument("--compression", default="auto", choices=["auto", "off", "max"],
+                    help="restic --compression (the role's backup_appliance_restic_compression)")
     ap.add_argument("--refresh", default="archive-dr-backup-archive-files-snapshot.service",
                     help="unit that refreshes the source first ('' = skip)")
     a = ap.parse_args(argv)
@@ -59,7 +61,7 @@ def main(argv=None):
     try:
         t_raw = timed(h, "tar -C %s -cf - . | tar -C %s/raw -xf - && sync" % (src, w))
         sh(h, env + "restic init -q")
-        t_backup = timed(h, env + "cd %s && restic backup -q --host bench . && sync" % src)
+        t_backup = timed(h, env + "cd %s && restic backup -q --compression %s --host bench . && sync" % (src, a.compression))
         repo = int(sh(h, "du -sb %s/repo | cut -f1" % w).split()[0])
         t_restore = timed(h, env + "restic restore -q latest --target %s/restore && sync" % w)
         same = sh(h, "cd %s && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum; "
@@ -72,6 +74,7 @@ def main(argv=None):
     cpus = sh(h, "nproc").strip()
     print("tree: %s:%s, %d files, %.1f MiB (host has %s CPUs)" % (h, src, nfiles, mb, cpus))
     print("raw copy (tar | tar):     %6.2f s  %7.1f MiB/s" % (t_raw, mb / t_raw))
+    print("restic compression: %s" % a.compression)
     print("backup (restic, full):    %6.2f s  %7.1f MiB/s  repository %.1f MiB (%.0f%% of source)"
           % (t_backup, mb / t_backup, repo / 2**20, 100.0 * repo / nbytes))
     print("restore (restic restore): %6.2f s  %7.1f MiB/s  (verified: sha256 of every file equal)"
