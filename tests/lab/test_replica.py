@@ -1,0 +1,256 @@
+"""Replica services in the running lab (roles/replica, playbooks/replica.yml).
+
+    .venv/bin/pytest tests/lab/test_replica.py -v
+
+Skipped when the lab is down. Bounded: every wait has a timeout; the file takes about
+4-5 minutes (one converge + one check run, bad-input runs that stop in the first play,
+the invariant probes, one WAN cut of ~25 s). Geo data touched: a dot directory in the
+file store (removed) and a `replica_probe` database (dropped).
+"""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import tunnel_probe as tp  # noqa: E402
+
+pytestmark = [pytest.mark.lab, pytest.mark.skipif(not tp.lab_up(), reason="lab is down")]
+
+STORE, WORKING, SNAPS = "/srv/archive", "/srv/dr/files/current", "/srv/dr/files/snapshots"
+PROBE = ".replica-probe"
+STATUS = "/var/lib/archive-dr/replica-status"
+
+
+def play(playbook, *extra, timeout=900):
+    r = subprocess.run([str(tp.ROOT / ".venv/bin/ansible-playbook"), playbook, *extra], cwd=tp.ROOT,
+                       capture_output=True, text=True, timeout=timeout, env=tp.ENV)
+    recap = {h: dict((k, int(v)) for k, v in re.findall(r"(\w+)=(\d+)", line))
+             for h, line in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", r.stdout, re.M)}
+    return r, recap
+
+
+def sh(host, script, timeout=120):
+    return tp.sh(host, script, timeout=timeout)
+
+
+def psql(host, sql, db="postgres"):
+    return sh(host, "runuser -u postgres -- psql -XAt -d %s -c %s" % (db, json.dumps(sql))).stdout.strip()
+
+
+def job_status(job):
+    return json.loads(sh("miyun-store", "cat %s/%s.json" % (STATUS, job)).stdout or "{}")
+
+
+def snapshots(path=SNAPS):
+    return sorted(sh("miyun-store", "ls -1 %s 2>/dev/null" % path).stdout.split())
+
+
+def test_converge_idempotent_and_check_clean():
+    r, recap = play("playbooks/replica.yml")
+    assert r.returncode == 0, r.stdout[-3000:]
+    if any(v["changed"] for v in recap.values()):
+        r, recap = play("playbooks/replica.yml")
+        assert r.returncode == 0, r.stdout[-3000:]
+    assert set(recap) == {"geo-archive", "geo-backup", "miyun-store"}
+    assert all(v["changed"] == 0 for v in recap.values()), recap
+    r, recap = play("playbooks/replica.yml", "--check", "--diff")
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert all(v["changed"] == 0 for v in recap.values()), recap
+
+
+@pytest.mark.parametrize("extra,message", [
+    ('{"replica_files_retention": {"last": 0}}', "retention of 0"),
+    ('{"replica_repo_retention": {}}', "retention of 0"),
+    ('{"replica_files_path": "/var/lib/dr-files"}', "inside the data pool"),
+    ('{"replica_data_root": "/srv"}', "inside the data pool"),
+    ('{"replica_pg_primary_port": 5433}', "not allowed by the gateway"),
+    ('{"replica_appliance_host": "geo-fw"}', "not allowed by the gateway"),
+])
+def test_bad_input_fails_before_any_change(extra, message):
+    r, recap = play("playbooks/replica.yml", "-e", extra, timeout=180)
+    assert r.returncode != 0
+    assert message in r.stdout, r.stdout[-2000:]
+    assert set(recap) == {"miyun-store"}, "only the validation play ran: %s" % recap
+    assert recap["miyun-store"]["changed"] == 0
+
+
+def test_standby_streams_over_tls_through_the_slot_and_exposes_lag():
+    row = psql("geo-archive", "SELECT r.state, s.ssl, s.version, sl.active FROM pg_stat_replication r "
+                              "JOIN pg_stat_ssl s USING (pid) JOIN pg_replication_slots sl ON sl.active_pid = r.pid "
+                              "WHERE r.application_name = 'miyun_store'")
+    assert row.startswith("streaming|t|TLSv1.") and row.endswith("|t"), row
+    assert psql("miyun-store", "SELECT pg_is_in_recovery()") == "t"
+    # TLS is required: a plain connection from miyun is rejected by the primary's pg_hba.
+    r = sh("miyun-store", "PGPASSFILE=/var/lib/postgresql/.pgpass runuser -u postgres -- psql -XAt "
+                          "'host=%s user=replicator replication=1 sslmode=disable' -c IDENTIFY_SYSTEM" % tp.GEO_ARCHIVE)
+    assert r.returncode != 0 and "no encryption" in r.stderr, r.stderr
+    psql("geo-archive", "DROP DATABASE IF EXISTS replica_probe")
+    psql("geo-archive", "CREATE DATABASE replica_probe")
+    try:
+        marker = uuid.uuid4().hex
+        psql("geo-archive", "CREATE TABLE probe (v text); INSERT INTO probe VALUES ('%s')" % marker, db="replica_probe")
+        t = tp.wait_until(lambda: sh("miyun-store", "runuser -u postgres -- psql -XAt -d replica_probe -c "
+                                                    "'SELECT v FROM probe' 2>/dev/null").stdout.strip() == marker, 15)
+        assert t is not None, "row did not reach the standby in 15 s"
+        print("row visible at miyun after %.2f s" % t)
+    finally:
+        psql("geo-archive", "DROP DATABASE IF EXISTS replica_probe")
+    sh("miyun-store", "systemctl start archive-dr-replica-metrics.service")
+    prom = sh("miyun-store", "cat /var/lib/prometheus/node-exporter/archive_dr_replica.prom").stdout
+    assert re.search(r"^archive_dr_replica_standby_streaming 1$", prom, re.M), prom
+    assert re.search(r"^archive_dr_replica_standby_lag_bytes \d+$", prom, re.M)
+    assert re.search(r"^archive_dr_replica_standby_lag_seconds [\d.]+$", prom, re.M)
+    status = json.loads(sh("miyun-store", "cat %s/replica-status.json" % STATUS).stdout)
+    assert status["standby"]["role"] == "standby" and not status["standby"]["stale"]
+    assert sh("miyun-store", "python3 /usr/local/lib/archive-dr/replica_tool.py deadman").returncode in (0, 1)
+
+
+def test_new_file_reaches_miyun_and_lands_in_a_read_only_snapshot():
+    name = "probe-%s.bin" % uuid.uuid4().hex[:8]
+    sh("geo-archive", "install -d -m 0750 -g archive-read {s}/{p} && head -c 100000 /dev/urandom > {s}/{p}/{n} && "
+                      "chgrp archive-read {s}/{p}/{n}".format(s=STORE, p=PROBE, n=name))
+    try:
+        want = sh("geo-archive", "sha256sum %s/%s/%s | cut -d' ' -f1" % (STORE, PROBE, name)).stdout.strip()
+        t = tp.wait_until(lambda: sh("miyun-store", "test -f %s/%s/%s" % (WORKING, PROBE, name)).returncode == 0, 60)
+        assert t is not None, "file not at miyun within 60 s"
+        print("file present at miyun after %.1f s" % t)
+        # Within the snapshot interval (60 s) plus one pull, a read-only snapshot holds it.
+        found = []
+
+        def in_snapshot():
+            for s in reversed(snapshots()[-3:]):
+                if sh("miyun-store", "test -f %s/%s/%s/%s" % (SNAPS, s, PROBE, name)).returncode == 0:
+                    found.append(s)
+                    return True
+            return False
+        assert tp.wait_until(in_snapshot, 90, step=2) is not None, "no snapshot with the new file within 90 s"
+        snap = "%s/%s" % (SNAPS, found[0])
+        assert sh("miyun-store", "btrfs property get -ts %s ro" % snap).stdout.strip() == "ro=true"
+        r = sh("miyun-store", "echo x > %s/%s/%s" % (snap, PROBE, name))
+        assert r.returncode != 0 and "Read-only file system" in r.stderr
+        got = sh("miyun-store", "sha256sum %s/%s/%s | cut -d' ' -f1" % (snap, PROBE, name)).stdout.strip()
+        assert got == want
+        # A deletion and an overwrite at geo reach the working copy but never the snapshot.
+        sh("geo-archive", "head -c 100 /dev/zero > %s/%s/%s" % (STORE, PROBE, name))
+        assert tp.wait_until(lambda: sh("miyun-store", "stat -c %%s %s/%s/%s" % (WORKING, PROBE, name))
+                             .stdout.strip() == "100", 60) is not None
+        assert sh("miyun-store", "sha256sum %s/%s/%s | cut -d' ' -f1" % (snap, PROBE, name)).stdout.strip() == want
+    finally:
+        sh("geo-archive", "rm -rf %s/%s" % (STORE, PROBE))
+
+
+def test_repository_pulls_are_verified_snapshots():
+    for job in ("pgbackrest", "restic"):
+        before = snapshots("/srv/dr/repos/%s/snapshots" % job)
+        r = sh("miyun-store", "systemctl start archive-dr-replica-pull@%s.service" % job, timeout=600)
+        assert r.returncode == 0, r.stderr
+        st = job_status(job)
+        assert st["outcome"] == "success", st
+        assert ("pgbackrest info ok" in st["last_message"]) if job == "pgbackrest" else ("check ok" in st["last_message"])
+        after = snapshots("/srv/dr/repos/%s/snapshots" % job)
+        assert after and len(after) >= len(before)
+        assert sh("miyun-store", "btrfs property get -ts /srv/dr/repos/%s/snapshots/%s ro" % (job, after[-1])
+                  ).stdout.strip() == "ro=true"
+
+
+PRIVATE_KEYS = r"""
+for f in $(find / -xdev \( -path /proc -o -path /sys -o -path /usr -o -path /var/lib/apt -o -path /var/cache \) -prune \
+             -o -type f -size -20k -print 2>/dev/null); do
+  head -c 64 "$f" 2>/dev/null | grep -q -- '-----BEGIN .*PRIVATE KEY-----' || continue
+  ssh-keygen -y -P '' -f "$f" >/dev/null 2>&1 && echo "$f"
+done
+"""
+
+
+@pytest.mark.parametrize("geo", ["geo-archive", "geo-backup"])
+def test_invariant_no_credential_at_geo_can_destroy_miyun(geo):
+    """As root at geo, with every private key stored there, try to delete miyun's data and snapshots."""
+    keys = sh(geo, PRIVATE_KEYS, timeout=300).stdout.split()
+    assert keys, "positive control: the geo host holds SSH keys (appliance/replication keys)"
+    pull_pub = sh("miyun-store", "ssh-keygen -y -f /etc/archive-dr/replica/pull_ed25519 | cut -d' ' -f2").stdout.strip()
+    geo_pubs = sh(geo, "for k in %s; do ssh-keygen -y -P '' -f $k | cut -d' ' -f2; done" % " ".join(keys)).stdout.split()
+    assert pull_pub and pull_pub not in geo_pubs, "miyun's pull key must not exist at geo"
+    before = sh("miyun-store", "ls %s | wc -l; ls /srv/dr/repos/*/snapshots | wc -l; find %s -type f | wc -l"
+                % (SNAPS, WORKING)).stdout.split()
+    users = ["root", "dradmin", "postgres", "pgbackrest", "replica-pull", "backup-pull"]
+    destroy = "rm -rf /srv/dr/files /srv/dr/repos; btrfs subvolume delete /srv/dr/files/snapshots/*"
+    attempts = " ".join("%s@%s" % (u, k) for u in users for k in keys)
+    script = (
+        "for a in %s; do u=${a%%%%@*}; k=${a#*@}; "
+        "( timeout 8 ssh -i $k -o BatchMode=yes -o IdentitiesOnly=yes -o StrictHostKeyChecking=no "
+        "-o UserKnownHostsFile=/dev/null -o ConnectTimeout=4 $u@%s %s >/dev/null 2>&1 && echo \"OPEN $a\" "
+        "|| echo \"closed $a\" ) & done; wait" % (attempts, tp.MIYUN_STORE, json.dumps(destroy)))
+    out = sh(geo, script, timeout=120).stdout.splitlines()
+    assert len(out) == len(users) * len(keys)
+    assert not [line for line in out if line.startswith("OPEN")], out
+    # No other way in either: no TCP service of miyun answers from geo (gateway: reverse direction undeclared).
+    for port in (22, 873, 5432):
+        assert not tp.connects(geo, tp.MIYUN_STORE, port, wait=2.0), port
+    # The accounts geo serves miyun through are read-only (rrsync -ro / guard): a write is refused.
+    dst = "%s:./" % tp.GEO_ARCHIVE if geo == "geo-archive" else "%s:pgbackrest/" % tp.GEO_BACKUP
+    r = sh("miyun-store", "echo x > /tmp/w.txt; rsync -e 'ssh -i /etc/archive-dr/replica/pull_ed25519 -o BatchMode=yes "
+                          "-o UserKnownHostsFile=/etc/archive-dr/replica/known_hosts' /tmp/w.txt replica-pull@%s" % dst)
+    assert r.returncode != 0, "the pull account must refuse writes"
+    after = sh("miyun-store", "ls %s | wc -l; ls /srv/dr/repos/*/snapshots | wc -l; find %s -type f | wc -l"
+               % (SNAPS, WORKING)).stdout.split()
+    assert int(after[0]) >= int(before[0]) >= 1 and int(after[1]) >= int(before[1]) >= 1, (before, after)
+
+
+def test_wan_cut_during_pull_and_streaming_catches_up_without_partial_snapshot():
+    """Stop miyun-fw while a large file is being pulled and rows are written at geo."""
+    name = "wancut-%s.bin" % uuid.uuid4().hex[:8]
+    sh("miyun-store", "systemctl stop archive-dr-replica-pull-files.timer; "
+                      "while systemctl -q is-active archive-dr-replica-pull@files.service; do sleep 0.2; done")
+    psql("geo-archive", "DROP DATABASE IF EXISTS replica_probe")
+    psql("geo-archive", "CREATE DATABASE replica_probe")
+    psql("geo-archive", "CREATE TABLE probe (v text)", db="replica_probe")
+    snaps_before = snapshots()
+    try:
+        # ~40 MB at 100 Mbit/s takes ~4 s: the cut lands in the middle of the pull.
+        sh("geo-archive", "install -d -m 0750 -g archive-read {s}/{p} && head -c 40000000 /dev/urandom > {s}/{p}/{n} && "
+                          "chgrp -R archive-read {s}/{p}".format(s=STORE, p=PROBE, n=name))
+        want = sh("geo-archive", "sha256sum %s/%s/%s | cut -d' ' -f1" % (STORE, PROBE, name)).stdout.strip()
+        pull = subprocess.Popen(["podman", "exec", "miyun-store", "systemctl", "start",
+                                 "archive-dr-replica-pull@files.service"], env=tp.ENV)
+        time.sleep(1.5)
+        t_cut = time.monotonic()
+        tp.podman("stop", "-t", "2", "miyun-fw", timeout=60, check=True)
+        try:
+            psql("geo-archive", "INSERT INTO probe VALUES ('during-cut')", db="replica_probe")
+            pull.wait(timeout=120)
+            st = job_status("files")
+            assert st["outcome"] == "failure", "the cut pull must fail: %s" % st
+            assert snapshots() == snaps_before, "a cut pull is never a snapshot"
+            time.sleep(max(0.0, 20 - (time.monotonic() - t_cut)))
+        finally:
+            tp.podman("start", "miyun-fw", timeout=120, check=True)
+            t_back = time.monotonic()
+            sh("miyun-store", "systemctl start archive-dr-replica-pull-files.timer")
+        file_t = tp.wait_until(lambda: sh("miyun-store", "sha256sum %s/%s/%s 2>/dev/null | cut -d' ' -f1"
+                                          % (WORKING, PROBE, name)).stdout.strip() == want, 180, step=1)
+        db_t = tp.wait_until(lambda: sh("miyun-store", "runuser -u postgres -- psql -XAt -d replica_probe -c "
+                                        "\"SELECT count(*) FROM probe WHERE v = 'during-cut'\" 2>/dev/null"
+                                        ).stdout.strip() == "1", 180, step=1)
+        print(json.dumps({"file_catch_up_after_link_back_s": file_t and round(time.monotonic() - t_back, 1),
+                          "db_catch_up_s": db_t}))
+        assert file_t is not None, "file replica did not catch up by itself"
+        assert db_t is not None, "standby did not catch up by itself"
+        # Every snapshot taken after the cut holds the whole file, never a part of it.
+        assert tp.wait_until(lambda: len([s for s in snapshots() if s not in snaps_before]) > 0, 90, step=2) is not None
+        new = [s for s in snapshots() if s not in snaps_before]
+        for s in new:
+            got = sh("miyun-store", "sha256sum %s/%s/%s/%s 2>/dev/null | cut -d' ' -f1" % (SNAPS, s, PROBE, name)).stdout.strip()
+            assert got == want, "snapshot %s holds a partial or no copy of the file (%s)" % (s, got)
+    finally:
+        sh("geo-archive", "rm -rf %s/%s" % (STORE, PROBE))
+        psql("geo-archive", "DROP DATABASE IF EXISTS replica_probe")
+        if not tp.connects("miyun-store", tp.GEO_ARCHIVE, 5432, wait=1.0):
+            tp.podman("start", "miyun-fw", timeout=120)
