@@ -53,6 +53,19 @@ def cmd_lab_destroy(args) -> int:
     return 0
 
 
+def cmd_lab_seed(args) -> int:
+    if args.items < 1:
+        raise lab.LabError(f"--items must be at least 1, got {args.items}")
+    import subprocess
+
+    playbook = [str(Path(sys.executable).parent / "ansible-playbook"), "playbooks/lab-seed.yml",
+                "-e", f"lab_seed_items={args.items}", "-e", f"lab_seed_seed={args.seed}"]
+    if args.total_size:
+        playbook += ["-e", f"lab_seed_total_size={args.total_size}"]
+    env = dict(os.environ, ANSIBLE_CONFIG=str(lab.ROOT / "ansible.cfg"))
+    return subprocess.run(playbook, cwd=lab.ROOT, env=env).returncode
+
+
 def cmd_lab_smoke(args) -> int:
     rows, healthy = lab.smoke(_spec(args))
     print(lab.format_table(rows))
@@ -127,6 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     destroy.add_argument("host")
     destroy.add_argument("--keep-disks", action="store_true", help="reattach the host's old disks")
     destroy.set_defaults(func=cmd_lab_destroy)
+    seed = lab_verbs.add_parser("seed", help="generate the lab archive (PDFs + metadata) on the archive host")
+    seed.add_argument("--items", type=int, default=100, help="number of archive items (default 100)")
+    seed.add_argument("--seed", default="1", help="generator seed (same seed, same archive)")
+    seed.add_argument("--total-size", help="total size to scale to, e.g. 300M")
+    seed.set_defaults(func=cmd_lab_seed)
     lab_verbs.add_parser("smoke", help="what runs where, failed units").set_defaults(func=cmd_lab_smoke)
     secrets_parser = verbs.add_parser("secrets", help="generate missing secrets into the inventory's vault")
     secrets_parser.add_argument("secrets_inventory", nargs="?", default=str(DEFAULT_INVENTORY))
