@@ -470,6 +470,9 @@ def _networkd_file(iface: Interface, routes: list[tuple[str, str]]) -> str:
 def create_container(spec: LabSpec, host: HostSpec, image: str, disks: dict[str, str], pubkey: str) -> None:
     args = ["create", "--name", host.name, "--hostname", host.name, "--label", f"{LABEL}={spec.inventory}",
             "--systemd", "always", "--stop-signal", "SIGRTMIN+3",
+            # /etc/hosts belongs to the host (the baseline role), not to podman, which
+            # would rewrite it at every start and drop the sites' names.
+            "--no-hosts",
             "--cap-add", "NET_ADMIN,NET_RAW,AUDIT_WRITE,SYS_PTRACE",
             "--network", f"{spec.network_name('mgmt')}:ip={host.mgmt_address},mac={host.mgmt_mac}"]
     for iface in host.interfaces:
