@@ -17,7 +17,8 @@ inventory's ``dr_drill``); this module measures and decides:
   and answers queries at miyun; each phase is reported with its duration;
 * the GB/T 20988 level the measured RTO/RPO support (docs/gbt20988.md).
 
-Destructive mode (the lab) needs the file ``.lab/ALLOW_DRILL``; the disaster for
+Destructive mode is allowed only against the lab: the inventory must be the one
+``archive-dr lab up`` recorded in ``.lab/state.json`` (never production); the disaster for
 ``host-lost`` is the inventory's ``dr_drill.disaster_commands`` (in the lab:
 ``podman stop geo-archive``), run on the controller. Non-destructive mode (real
 sites) restores into the scratch area at miyun and never touches geo except for
@@ -40,7 +41,7 @@ import yaml
 from archive_dr import report
 
 ROOT = Path(__file__).resolve().parents[1]
-ALLOW = ROOT / ".lab" / "ALLOW_DRILL"
+LAB_STATE = ROOT / ".lab" / "state.json"
 SCENARIOS = {"host-lost": "主机损毁 archive host lost", "ransomware": "勒索软件 files encrypted + table dropped"}
 
 # GB/T 20988-2007 Annex A, Table A.1 (informative): RTO / RPO per disaster-recovery level.
@@ -204,7 +205,16 @@ def load_config(inventory):
     return data.get("dr_targets", {}), data.get("dr_drill", {})
 
 
-def preflight(cfg, scenario, mode):
+def lab_inventory():
+    """The inventory of the running lab (recorded by ``archive-dr lab up``), or None."""
+    try:
+        inv = json.loads(LAB_STATE.read_text()).get("inventory")
+    except (OSError, ValueError):
+        return None
+    return Path(inv).resolve() if inv else None
+
+
+def preflight(cfg, scenario, mode, inventory=None):
     missing = []
     need = ["recover_%s" % (scenario if mode == "destructive" else "scratch")]
     if mode == "destructive":
@@ -216,8 +226,11 @@ def preflight(cfg, scenario, mode):
     if missing:
         raise RuntimeError("playbooks missing: %s — the replica work (promote/failback/restore at miyun) has "
                            "not landed" % ", ".join(missing))
-    if mode == "destructive" and not ALLOW.exists():
-        raise RuntimeError("destructive drill refused: %s does not exist (the lead creates it)" % ALLOW)
+    if mode == "destructive":
+        lab = lab_inventory()
+        if lab is None or inventory is None or Path(inventory).resolve() != lab:
+            raise RuntimeError("destructive drill refused: %s is not the lab inventory recorded in %s (%s); "
+                               "on real sites use --mode non-destructive" % (inventory, LAB_STATE, lab))
     return "playbooks: %s" % ", ".join(cfg["playbooks"][k] for k in need)
 
 
@@ -261,7 +274,7 @@ def run(scenario, mode, inventory, reports_dir):
     hb = None
     declared = None
     try:
-        ph.run("preflight", "准备检查 preflight", preflight, cfg, scenario, mode)
+        ph.run("preflight", "准备检查 preflight", preflight, cfg, scenario, mode, inventory)
         ph.run("prepare", "心跳表与基线 prepare", playbook, "drill.yml", inventory,
                {"dr_drill_phase": "prepare", "dr_drill_id": drill_id})
         v = ph.run("verify-before", "演练前四性检测 (geo)", verify, inventory, "geo", drill_id, work)

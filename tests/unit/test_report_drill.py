@@ -45,9 +45,11 @@ def test_preflight_gates(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="failback"):
         drill.preflight(cfg, "host-lost", "destructive")
     cfg["playbooks"]["failback"] = "site.yml"
-    monkeypatch.setattr(drill, "ALLOW", tmp_path / "ALLOW_DRILL")
-    with pytest.raises(RuntimeError, match="ALLOW_DRILL"):
-        drill.preflight(cfg, "host-lost", "destructive")
-    (tmp_path / "ALLOW_DRILL").touch()
-    assert "site.yml" in drill.preflight(cfg, "host-lost", "destructive")
+    monkeypatch.setattr(drill, "LAB_STATE", tmp_path / "state.json")
+    with pytest.raises(RuntimeError, match="not the lab inventory"):
+        drill.preflight(cfg, "host-lost", "destructive", tmp_path / "inv")
+    (tmp_path / "state.json").write_text('{"inventory": "%s"}' % (tmp_path / "inv"))
+    with pytest.raises(RuntimeError, match="not the lab inventory"):
+        drill.preflight(cfg, "host-lost", "destructive", tmp_path / "production")
+    assert "site.yml" in drill.preflight(cfg, "host-lost", "destructive", tmp_path / "inv")
     assert drill.preflight(cfg, "ransomware", "non-destructive") == "playbooks: site.yml"
