@@ -264,6 +264,34 @@ def apt_mirror() -> str:
     return candidates[0]
 
 
+def apt_source_lines() -> list[str]:
+    """This machine's bookworm apt sources (main suite, updates, security) as one-line deb entries."""
+    lines = []
+    for path in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")):
+        for block in path.read_text().split("\n\n"):
+            fields = dict(re.findall(r"^(\w[\w-]*):\s*(.*)$", block, re.M))
+            if "deb" not in fields.get("Types", "").split() or SUITE not in fields.get("Suites", ""):
+                continue
+            signed = f"[signed-by={fields['Signed-By']}] " if fields.get("Signed-By", "").startswith("/") else ""
+            for uri in fields.get("URIs", "").split():
+                for suite in fields["Suites"].split():
+                    lines.append(f"deb {signed}{uri} {suite} {fields.get('Components', 'main')}")
+    for path in [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*.list"))]:
+        if path.exists():
+            lines += [line.strip() for line in path.read_text().splitlines()
+                      if re.match(r"^deb\s", line) and f" {SUITE}" in line]
+    if not lines:
+        raise LabError("no Debian bookworm sources found in this machine's apt configuration")
+    return lines
+
+
+def write_apt_facts(spec: LabSpec) -> None:
+    """What the lab inventory reads for package sources, taken from this machine's apt setup."""
+    spec.state_dir.mkdir(parents=True, exist_ok=True)
+    (spec.state_dir / "apt-mirror").write_text(apt_mirror() + "\n")
+    (spec.state_dir / "apt-sources.list").write_text("\n".join(apt_source_lines()) + "\n")
+
+
 def mirror_addresses(uri: str) -> set[ipaddress.IPv4Address]:
     host = re.sub(r"^\w+://", "", uri).split("/")[0].split(":")[0]
     try:
@@ -603,6 +631,7 @@ def up(spec: LabSpec, ssh_key: str | None = None, only: list[str] | None = None)
     for host in targets:
         wire_host(spec, host, bridges)
     wait_for_ssh(spec, targets)
+    write_apt_facts(spec)
     write_state(spec, tags)
     print(f"lab up: {len(targets)} hosts ready in {time.monotonic() - started:.1f}s", flush=True)
 
@@ -680,7 +709,7 @@ def down(spec: LabSpec) -> None:
         if _network_exists(name):
             podman("network", "rm", "-f", name)
             print(f"  removed network {name}", flush=True)
-    for leftover in ["disks", "staging", "state.json"]:
+    for leftover in ["disks", "staging", "state.json", "apt-mirror", "apt-sources.list"]:
         path = spec.state_dir / leftover
         if path.is_dir():
             shutil.rmtree(path)
