@@ -1,5 +1,5 @@
 # archive-dr: two commands on a fresh machine.
-#   make lab   -- lab up -> secrets -> site.yml -> smoke check
+#   make lab   -- lab up -> secrets -> site.yml -> smoke check -> seed -> DR drill (prints the report path)
 #   make test  -- lint, unit tests, Molecule scenarios (brings its own lab up and down)
 SHELL := /bin/bash
 VENV := .venv
@@ -28,6 +28,8 @@ lab-up: deps venv
 lab: lab-up
 	ansible-playbook playbooks/site.yml
 	archive-dr lab smoke
+	archive-dr lab seed
+	archive-dr drill --scenario host-lost
 
 lab-down: venv
 	archive-dr lab down

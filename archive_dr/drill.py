@@ -312,7 +312,10 @@ def run(scenario, mode, inventory, reports_dir):
                                    inventory, where, drill_id)
         res["rto_seconds"] = rto_from(ph.items, declared, "service")
         rpo_db = rpo_from(last_acked, db_new)
-        rpo_files = rpo_from(hb.acked_files[-1] if hb.acked_files else None, files_new)
+        # heartbeat files of earlier drills may be present: nothing older than this drill's first write counts
+        rpo_files = rpo_from(hb.acked_files[-1] if hb.acked_files else None,
+                             max(float(files_new), hb.acked_files[0]) if files_new is not None and hb.acked_files
+                             else files_new)
         res["rpo"] = {"db_seconds": rpo_db, "files_seconds": rpo_files, "last_acked_at_geo": report.iso(last_acked),
                       "newest_db_recovered": report.iso(db_new), "newest_file_recovered": report.iso(files_new),
                       "heartbeats_acked": len(hb.acked_db), "heartbeat_errors": hb.errors}
@@ -361,6 +364,7 @@ def main(argv=None):
     if res.get("error"):
         print("drill error: %s" % res["error"][:2000], file=sys.stderr)
     print(json.dumps({k: str(v) for k, v in paths.items()}))
+    print("drill report: %s (%s)" % (paths["html"], paths["md"]))
     return 0 if res["passed"] else 1
 
 

@@ -163,7 +163,7 @@ def build(work: Path, repo: Path, sources: Path, packages_file: Path, suite: str
     if not closure:
         raise SystemExit("depot: apt resolved no packages (empty list or unreachable upstream?)")
     key_digest = hashlib.sha256(key_file.read_bytes()).hexdigest()
-    stamp_data = {"suite": suite, "arch": arch, "closure": closure, "key": key_digest,
+    stamp_data = {"suite": suite, "arch": arch, "closure": closure, "key": key_digest, "pool": 2,
                   "sources": sources.read_text()}
     stamp = repo / ".depot-stamp.json"
     if stamp.exists() and json.loads(stamp.read_text()) == stamp_data and (repo / "dists" / suite / "InRelease").exists() \
@@ -182,7 +182,8 @@ def build(work: Path, repo: Path, sources: Path, packages_file: Path, suite: str
         if not target.exists() or target.stat().st_size != deb.stat().st_size:
             shutil.copy2(deb, target)
     # Only the current closure stays in the pool and in the download cache.
-    current = {f"{n}_{v.split(':')[-1]}_" for n, v in closure}
+    # apt names a file with an epoch NAME_EPOCH%3aVERSION_ARCH.deb (libllvm14_1%3a14.0.6-12_amd64.deb).
+    current = {f"{n}_{v.replace(':', '%3a')}_" for n, v in closure}
     for deb in list(pool.glob("*.deb")):
         if deb.name not in wanted_files or not any(deb.name.startswith(p) for p in current):
             deb.unlink()
