@@ -303,6 +303,10 @@ def run(scenario, mode, inventory, reports_dir):
             # the last good point: just after the last acknowledged heartbeat before the attack
             extra.setdefault("replica_restore_target_time", time.strftime(
                 "%Y-%m-%d %H:%M:%S+00", time.gmtime(float(last_acked) + 1)) if last_acked else "")
+        if key != "recover_host-lost":
+            ph.run("pull", "拉取最新备份副本 pull the repository copies at miyun", playbook, "drill.yml", inventory,
+                   {"dr_drill_phase": "pull", "dr_drill_where": "scratch",
+                    "dr_drill_host": _site_host(inventory, "scratch")})
         ph.run("recover", "恢复 recover at miyun (%s)" % cfg["playbooks"][key], playbook, cfg["playbooks"][key],
                inventory, extra)
         where = "miyun" if (mode == "destructive" and scenario == "host-lost") else "scratch"
@@ -312,10 +316,7 @@ def run(scenario, mode, inventory, reports_dir):
                                    inventory, where, drill_id)
         res["rto_seconds"] = rto_from(ph.items, declared, "service")
         rpo_db = rpo_from(last_acked, db_new)
-        # heartbeat files of earlier drills may be present: nothing older than this drill's first write counts
-        rpo_files = rpo_from(hb.acked_files[-1] if hb.acked_files else None,
-                             max(float(files_new), hb.acked_files[0]) if files_new is not None and hb.acked_files
-                             else files_new)
+        rpo_files = rpo_from(hb.acked_files[-1] if hb.acked_files else None, files_new)
         res["rpo"] = {"db_seconds": rpo_db, "files_seconds": rpo_files, "last_acked_at_geo": report.iso(last_acked),
                       "newest_db_recovered": report.iso(db_new), "newest_file_recovered": report.iso(files_new),
                       "heartbeats_acked": len(hb.acked_db), "heartbeat_errors": hb.errors}
