@@ -39,6 +39,7 @@ lint: venv
 	ansible-lint --profile production
 
 unit: deps venv
+	archive-dr lab keys
 	pytest -q tests/unit tests/integration tests/host
 
 molecule: deps venv

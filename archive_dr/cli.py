@@ -42,6 +42,18 @@ def cmd_lab_status(args) -> int:
     return 0
 
 
+def cmd_lab_keys(args) -> int:
+    from archive_dr import rebuild  # noqa: F401  (registers the depot key kind, gpg_signing)
+    from archive_dr import secrets
+
+    spec = _spec(args)
+    lab.ensure_ssh_key(spec, None)
+    lab.write_apt_facts(spec)
+    added = secrets.ensure(spec.inventory)
+    print(f"lab keys: SSH key {spec.state_dir / 'ssh' / 'id_ed25519'}, {len(added)} secrets generated")
+    return 0
+
+
 def cmd_lab_images(args) -> int:
     tags = lab.build_images(Path(args.state_dir).parent / ".cache" / "images")
     print("\n".join(f"{kind}: {tag}" for kind, tag in tags.items()))
@@ -135,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(func=cmd_lab_up)
     lab_verbs.add_parser("down", help="remove everything lab up made").set_defaults(func=cmd_lab_down)
     lab_verbs.add_parser("status", help="hosts, addresses, state, disks").set_defaults(func=cmd_lab_status)
+    lab_verbs.add_parser("keys", help="what the lab inventory reads (SSH key, apt sources, vault secrets), no hosts").set_defaults(
+        func=cmd_lab_keys)
     lab_verbs.add_parser("images", help="build the bare and host images if missing").set_defaults(func=cmd_lab_images)
     destroy = lab_verbs.add_parser("destroy", help="replace a host by a fresh bare one (hardware loss)")
     destroy.add_argument("host")
