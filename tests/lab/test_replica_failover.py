@@ -36,6 +36,9 @@ def test_restore_at_miyun_to_a_chosen_time_with_geo_stopped():
     psql("geo-archive", "DROP DATABASE IF EXISTS replica_probe")
     psql("geo-archive", "CREATE DATABASE replica_probe")
     psql("geo-archive", "CREATE TABLE probe (v text); INSERT INTO probe VALUES ('before')", db="replica_probe")
+    # A database backup to restore from (pgBackRest makes an incr a full when none exists).
+    r = sh("geo-backup", "systemctl start archive-dr-backup-archive-db-incr.service", timeout=900)
+    assert r.returncode == 0, r.stderr
     # A fresh file snapshot at the appliance, then the chosen time, then a later change.
     # (retried: another restic run of the appliance may hold the repository lock for a moment)
     r = sh("geo-backup", "for i in 1 2 3 4 5 6; do systemctl start archive-dr-backup-archive-files-snapshot.service "
