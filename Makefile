@@ -27,8 +27,8 @@ lab-up: deps venv
 
 lab: lab-up
 	ansible-playbook playbooks/site.yml
-	archive-dr lab smoke
 	archive-dr lab seed
+	archive-dr lab smoke
 	archive-dr drill --scenario host-lost
 
 lab-down: venv
