@@ -43,7 +43,6 @@ def cmd_lab_status(args) -> int:
 
 
 def cmd_lab_keys(args) -> int:
-    from archive_dr import rebuild  # noqa: F401  (registers the depot key kind, gpg_signing)
     from archive_dr import secrets
 
     spec = _spec(args)
@@ -86,7 +85,6 @@ def cmd_lab_smoke(args) -> int:
 
 
 def cmd_secrets(args) -> int:
-    from archive_dr import rebuild  # noqa: F401  (registers the depot key kind, gpg_signing)
     from archive_dr import secrets
 
     added = secrets.ensure(Path(args.secrets_inventory))

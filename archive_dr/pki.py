@@ -1,6 +1,6 @@
 """IPsec PKI for the site gateways, generated once into Ansible Vault.
 
-Two secret kinds for ``secrets_required`` (registered in ``archive_dr.secrets``):
+Secret kinds for ``secrets_required`` (also ``gpg_signing``, the package depot's signing key) (registered in ``archive_dr.secrets``):
 
   ipsec_ca    ``<name>`` -> ``<name>_key`` (ECDSA P-256, PEM) and ``<name>_cert``
               (self-signed CA, ``CN=archive-dr IPsec CA``, 10 years)
@@ -21,6 +21,9 @@ Example (inventory group_vars/all/tunnel.yml)::
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import tempfile
+from pathlib import Path
 
 CERT_DAYS = 825
 CA_DAYS = 3650
@@ -126,4 +129,17 @@ def gen_ipsec_cert(name: str, existing: dict) -> dict:
     return {name: cert, f"{name}_key": key}
 
 
-GENERATORS = {"ipsec_ca": gen_ipsec_ca, "ipsec_cert": gen_ipsec_cert}
+def gen_gpg_signing(name: str, existing: dict) -> dict:
+    """An ed25519 OpenPGP signing key: ``<name>`` (armored secret key) and ``<name>_pub``."""
+    with tempfile.TemporaryDirectory(prefix="archive-dr-gpg-") as home:
+        Path(home).chmod(0o700)
+        base = ["gpg", "--homedir", home, "--batch", "--quiet", "--pinentry-mode", "loopback", "--passphrase", ""]
+        subprocess.run(base + ["--quick-gen-key", f"archive-dr package depot ({name}) <depot@archive-dr.invalid>",
+                               "ed25519", "sign", "never"], check=True, capture_output=True)
+        private = subprocess.run(base + ["--armor", "--export-secret-keys"], check=True, capture_output=True,
+                                 text=True).stdout
+        public = subprocess.run(base + ["--armor", "--export"], check=True, capture_output=True, text=True).stdout
+    return {name: private, f"{name}_pub": public}
+
+
+GENERATORS = {"ipsec_ca": gen_ipsec_ca, "ipsec_cert": gen_ipsec_cert, "gpg_signing": gen_gpg_signing}

@@ -61,7 +61,7 @@ GENERATORS: dict[str, Callable[[str, dict], dict]] = {
     "hex32": lambda name, existing: {name: pysecrets.token_hex(32)},
     "ed25519": _ed25519,
 }
-from archive_dr.pki import GENERATORS as PKI_GENERATORS  # noqa: E402  (kinds ipsec_ca, ipsec_cert)
+from archive_dr.pki import GENERATORS as PKI_GENERATORS  # noqa: E402  (kinds ipsec_ca, ipsec_cert, gpg_signing)
 GENERATORS.update(PKI_GENERATORS)
 
 
