@@ -583,14 +583,11 @@ def wire_host(spec: LabSpec, host: HostSpec, bridges: dict[str, str]) -> None:
 
 
 def wait_for_ssh(spec: LabSpec, hosts: list[HostSpec], timeout: float = 60) -> None:
-    key = spec.state_dir / "ssh" / "id_ed25519"
     deadline = time.monotonic() + timeout
     pending = list(hosts)
     while pending:
         host = pending[0]
-        proc = run(["ssh", "-i", str(key), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-                    "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=3", "-o", "LogLevel=ERROR",
-                    f"root@{host.mgmt_address}", "true"], check=False)
+        proc = ssh(spec, host, "true", connect_timeout=3)
         if proc.returncode == 0:
             pending.pop(0)
             continue
@@ -747,10 +744,11 @@ def format_table(rows: list[dict]) -> str:
 SMOKE_UNITS = re.compile(r"^(postgresql@|pgbackrest|restic|archive-dr|strongswan|chrony|nftables|ssh\.|smartd|srv-)")
 
 
-def ssh(spec: LabSpec, host: HostSpec, command: str, timeout: int = 20) -> subprocess.CompletedProcess:
+def ssh(spec: LabSpec, host: HostSpec, command: str, timeout: int = 20,
+        connect_timeout: int = 5) -> subprocess.CompletedProcess:
     key = spec.state_dir / "ssh" / "id_ed25519"
     return run(["ssh", "-i", str(key), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-                "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR",
+                "-o", "UserKnownHostsFile=/dev/null", "-o", f"ConnectTimeout={connect_timeout}", "-o", "LogLevel=ERROR",
                 f"root@{host.mgmt_address}", command], check=False, timeout=timeout)
 
 
