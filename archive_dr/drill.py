@@ -214,11 +214,17 @@ def lab_inventory():
     return Path(inv).resolve() if inv else None
 
 
+def failback_key(cfg, scenario):
+    """The scenario's own failback playbook (failback_<scenario>) when configured, else the common one."""
+    own = "failback_%s" % scenario
+    return own if own in (cfg.get("playbooks") or {}) else "failback"
+
+
 def preflight(cfg, scenario, mode, inventory=None):
     missing = []
     need = ["recover_%s" % (scenario if mode == "destructive" else "scratch")]
     if mode == "destructive":
-        need.append("failback")
+        need.append(failback_key(cfg, scenario))
     for key in need:
         pb = (cfg.get("playbooks") or {}).get(key)
         if not pb or not (ROOT / "playbooks" / pb).exists():
@@ -324,8 +330,13 @@ def run(scenario, mode, inventory, reports_dir):
             if scenario == "host-lost" and (cfg.get("disaster_commands") or {}).get("host-back"):
                 ph.run("host-back", "geo 主机恢复 host back", subprocess.run, cfg["disaster_commands"]["host-back"],
                        check=True, capture_output=True, timeout=300)
-            ph.run("failback", "回切 failback to geo", playbook, cfg["playbooks"]["failback"], inventory,
-                   cfg.get("playbook_vars", {}).get("failback") or {})
+            fb_key = failback_key(cfg, scenario)
+            fb_vars = dict(cfg.get("playbook_vars", {}).get(fb_key) or {})
+            if scenario == "ransomware":
+                # geo is repaired in place to the point just verified at miyun
+                fb_vars.setdefault("repair_time", extra["replica_restore_target_time"])
+            ph.run("failback", "回切 failback to geo (%s)" % cfg["playbooks"][fb_key], playbook, cfg["playbooks"][fb_key],
+                   inventory, fb_vars)
             v = ph.run("verify-failback", "回切后四性检测 (geo)", verify, inventory, "geo", drill_id, work)
             verifies.append({"stage": "after failback (geo)", "passed": v["passed"], "summary": v["summary"]})
     except Exception as e:  # noqa: BLE001 - the report is written whatever happened

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from archive_dr import drill
+from test_backup_restore import sh
 
 ROOT = Path(__file__).resolve().parents[2]
 INV = ROOT / "inventory" / "lab"
@@ -65,6 +66,10 @@ def _ready(scenario, mode):
                                            pytest.param("ransomware", "destructive", marks=full_only)])
 def test_drill_end_to_end(tmp_path, scenario, mode):
     _ready(scenario, mode)
+    if scenario == "ransomware":
+        # what a ransomware recovery stands on: the appliance's scheduled database backup and file snapshot
+        for job in ("archive-db-incr", "archive-files-snapshot"):
+            sh("geo-backup", "systemctl start archive-dr-backup-%s.service" % job, timeout=900)
     t0 = time.time()
     res = drill.run(scenario, mode, INV, tmp_path)
     elapsed = time.time() - t0

@@ -53,3 +53,8 @@ def test_preflight_gates(tmp_path, monkeypatch):
         drill.preflight(cfg, "host-lost", "destructive", tmp_path / "production")
     assert "site.yml" in drill.preflight(cfg, "host-lost", "destructive", tmp_path / "inv")
     assert drill.preflight(cfg, "ransomware", "non-destructive") == "playbooks: site.yml"
+    cfg["playbooks"]["recover_ransomware"] = "site.yml"
+    assert drill.preflight(cfg, "ransomware", "destructive", tmp_path / "inv") == "playbooks: site.yml, site.yml"
+    cfg["playbooks"]["failback_ransomware"] = "no-such-repair.yml"
+    with pytest.raises(RuntimeError, match="failback_ransomware"):
+        drill.preflight(cfg, "ransomware", "destructive", tmp_path / "inv")
