@@ -11,6 +11,12 @@ ROOT = Path(__file__).resolve().parents[2]
 CONTAINERS_CONF = str(ROOT / "lab" / "containers.conf")
 LAB_HOSTS = ["geo-archive", "geo-backup", "geo-fw", "miyun-store", "miyun-fw"]
 
+# The lab tests read ansible-playbook's output (PLAY RECAP): no colour codes, whatever the
+# caller set (molecule exports ANSIBLE_FORCE_COLOR=1 to everything it runs, pytest included).
+# Set before the test modules are imported, so every ENV they build inherits it.
+os.environ["ANSIBLE_FORCE_COLOR"] = "0"
+os.environ["ANSIBLE_NOCOLOR"] = "1"
+
 
 def lab_running() -> bool:
     env = dict(os.environ, CONTAINERS_CONF=CONTAINERS_CONF)

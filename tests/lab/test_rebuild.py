@@ -2,7 +2,8 @@
 
 The refusal tests only read the hosts. The destructive ones (lab destroy + rebuild)
 run by default, bounded for CI: depot unreachable, miyun-store with its disks kept,
-miyun-fw. The blank-disk case (a full resync) runs with ARCHIVE_DR_LAB_FULL=1.
+miyun-fw (each rebuilt twice: the second run changes nothing). The blank-disk case (a
+full resync) and the second run of the disks-kept case run with ARCHIVE_DR_LAB_FULL=1.
 """
 from __future__ import annotations
 
@@ -98,9 +99,10 @@ def test_rebuild_store(tmp_path, podman_exec, keep_disks, case):
     assert podman_exec("miyun-store", "ip route show default").stdout.strip() == ""
     standby = podman_exec("miyun-store", "su postgres -c \"psql -Atc 'select status from pg_stat_wal_receiver'\"")
     assert standby.stdout.strip() == "streaming"
-    again, second = rebuild("miyun-store", "--force", report_dir=tmp_path)
-    assert again.returncode == 0, again.stderr[-2000:]
-    assert second["changed_total"] == 0, second["recap"]
+    if FULL or not keep_disks:  # the second run (about a minute) is kept out of CI's time budget
+        again, second = rebuild("miyun-store", "--force", report_dir=tmp_path)
+        assert again.returncode == 0, again.stderr[-2000:]
+        assert second["changed_total"] == 0, second["recap"]
 
 
 @pytest.mark.slow

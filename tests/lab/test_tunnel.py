@@ -36,7 +36,8 @@ def play(*extra, timeout=600):
 def test_converge_then_idempotent_and_check_clean():
     r, recap = play()
     assert r.returncode == 0, r.stdout[-3000:]
-    r, recap = play()
+    if any(v["changed"] for v in recap.values()):
+        r, recap = play()
     assert r.returncode == 0, r.stdout[-3000:]
     assert set(recap) == {"geo-fw", "miyun-fw"}
     assert all(v["changed"] == 0 for v in recap.values()), recap
