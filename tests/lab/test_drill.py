@@ -84,3 +84,12 @@ def test_drill_end_to_end(tmp_path, scenario, mode):
     assert res["level"]["level"] == drill.gbt20988_level(res["rto_seconds"], res["rpo_seconds"])["level"]
     assert elapsed < DRILL_TIMEOUT
     assert "<svg" in paths["html"].read_text()
+    if mode == "destructive":
+        # after the failback miyun is a standby again and stays one past geo's next commit
+        # (a recovery target left in geo's postgresql.auto.conf would make a clone promote itself)
+        sh("geo-archive", "runuser -u postgres -- psql -X -q -d %s -c \"insert into %s(drill) values ('after-%s')\""
+           % (CFG["db"], CFG["heartbeat_table"], scenario))
+        time.sleep(3)
+        state = sh("miyun-store", "runuser -u postgres -- psql -XAt -d %s -c \"select pg_is_in_recovery(), "
+                   "(select count(*) from %s where drill = 'after-%s')\"" % (CFG["db"], CFG["heartbeat_table"], scenario))
+        assert state.stdout.strip() == "t|1", state.stdout
