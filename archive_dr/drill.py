@@ -112,6 +112,17 @@ def rpo_from(last_acked_geo, newest_recovered):
     return round(max(0.0, float(last_acked_geo) - float(newest_recovered)), 3)
 
 
+def files_rpo(acked_files, newest_recovered):
+    """(seconds, note) for the heartbeat files: when not one came back, everything since the first
+    acknowledged file was lost, so the heartbeat's lifetime is a lower bound (and the note says so)."""
+    if not acked_files:
+        return None, None
+    if newest_recovered is None:
+        return (rpo_from(acked_files[-1], acked_files[0]),
+                "no heartbeat file recovered: the file RPO is at least the heartbeat's lifetime")
+    return rpo_from(acked_files[-1], newest_recovered), None
+
+
 # ------------------------------------------------------------------ Ansible plumbing
 def _env():
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0",
@@ -326,12 +337,7 @@ def run(scenario, mode, inventory, reports_dir):
                                    inventory, where, drill_id)
         res["rto_seconds"] = rto_from(ph.items, declared, "service")
         rpo_db = rpo_from(last_acked, db_new)
-        rpo_files = rpo_from(hb.acked_files[-1] if hb.acked_files else None, files_new)
-        files_note = None
-        if rpo_files is None and hb.acked_files:
-            # not one heartbeat file came back: everything since the first was lost (a lower bound)
-            rpo_files = rpo_from(hb.acked_files[-1], hb.acked_files[0])
-            files_note = "no heartbeat file recovered: the file RPO is at least the heartbeat's lifetime"
+        rpo_files, files_note = files_rpo(hb.acked_files, files_new)
         res["rpo"] = {"db_seconds": rpo_db, "files_seconds": rpo_files, "last_acked_at_geo": report.iso(last_acked),
                       "newest_db_recovered": report.iso(db_new), "newest_file_recovered": report.iso(files_new),
                       "heartbeats_acked": len(hb.acked_db), "heartbeat_errors": hb.errors}

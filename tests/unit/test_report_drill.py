@@ -58,3 +58,10 @@ def test_preflight_gates(tmp_path, monkeypatch):
     cfg["playbooks"]["failback_ransomware"] = "no-such-repair.yml"
     with pytest.raises(RuntimeError, match="failback_ransomware"):
         drill.preflight(cfg, "ransomware", "destructive", tmp_path / "inv")
+
+
+def test_files_rpo_is_a_lower_bound_when_no_heartbeat_file_came_back():
+    assert drill.files_rpo([], None) == (None, None)
+    assert drill.files_rpo([100.0, 101.0, 160.0], 150.0) == (10.0, None)
+    seconds, note = drill.files_rpo([100.0, 101.0, 160.0], None)
+    assert seconds == 60.0 and "at least" in note
