@@ -21,6 +21,7 @@ import tunnel_probe as tp  # noqa: E402
 from test_replica import play, psql, sh  # noqa: E402
 
 pytestmark = [pytest.mark.lab, pytest.mark.skipif(not tp.lab_up(), reason="lab is down")]
+DRILL_DIR = "/srv/dr/restore/drill"
 
 
 def wait_geo_back():
@@ -64,18 +65,16 @@ def test_restore_at_miyun_to_a_chosen_time_with_geo_stopped():
         report = json.loads(sh("miyun-store", "cat /var/lib/archive-dr/replica-status/restore-drill.json").stdout)
         print(json.dumps(report, ensure_ascii=False))
         assert report["passed"] in (True, "True")
-        d = "/srv/dr/restore/drill"
-        got = sh("miyun-store", "runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D {d}/pgdata -l {d}/pg2.log -w "
-                                "start >/dev/null && runuser -u postgres -- psql -XAt -h {d} -p 5499 -d replica_probe "
-                                "-c \"SELECT string_agg(v, ',' ORDER BY v) FROM probe\"; runuser -u postgres -- "
-                                "/usr/lib/postgresql/15/bin/pg_ctl -D {d}/pgdata -m fast stop >/dev/null".format(d=d)
-                 ).stdout.strip()
+        # replica_restore_keep leaves the restored instance running
+        got = sh("miyun-store", "runuser -u postgres -- psql -XAt -h %s -p 5499 -d replica_probe "
+                                "-c \"SELECT string_agg(v, ',' ORDER BY v) FROM probe\"" % DRILL_DIR).stdout.strip()
         assert got == "before", "PITR to %s must hold 'before' and not 'after' (got %r)" % (target, got)
     finally:
         tp.podman("start", "geo-archive", "geo-backup", timeout=120)
         print("geo hosts down for %.0f s" % (time.monotonic() - t0))
         wait_geo_back()
-        sh("miyun-store", "rm -rf /srv/dr/restore/drill")
+        sh("miyun-store", "runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D {d}/pgdata -m fast stop "
+                          ">/dev/null 2>&1; rm -rf {d}".format(d=DRILL_DIR))
         psql("geo-archive", "DROP DATABASE IF EXISTS replica_probe")
 
 
