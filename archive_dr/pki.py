@@ -139,6 +139,8 @@ def gen_gpg_signing(name: str, existing: dict) -> dict:
         private = subprocess.run(base + ["--armor", "--export-secret-keys"], check=True, capture_output=True,
                                  text=True).stdout
         public = subprocess.run(base + ["--armor", "--export"], check=True, capture_output=True, text=True).stdout
+        # gpg started an agent for this home; it must not outlive the temporary directory
+        subprocess.run(["gpgconf", "--homedir", home, "--kill", "gpg-agent"], check=False, capture_output=True)
     return {name: private, f"{name}_pub": public}
 
 

@@ -78,10 +78,13 @@ def test_signing_key_generator_signs_and_verifies(tmp_path):
     home = tmp_path / "gpg"
     home.mkdir(mode=0o700)
     gpg = ["gpg", "--homedir", str(home), "--batch", "--quiet", "--pinentry-mode", "loopback"]
-    subprocess.run(gpg + ["--import"], input=keys["vault_depot_signing_key"], text=True, check=True)
-    (tmp_path / "Release").write_text("Suite: bookworm\n")
-    subprocess.run(gpg + ["--clearsign", "--output", str(tmp_path / "InRelease"), str(tmp_path / "Release")],
-                   check=True)
+    try:
+        subprocess.run(gpg + ["--import"], input=keys["vault_depot_signing_key"], text=True, check=True)
+        (tmp_path / "Release").write_text("Suite: bookworm\n")
+        subprocess.run(gpg + ["--clearsign", "--output", str(tmp_path / "InRelease"), str(tmp_path / "Release")],
+                       check=True)
+    finally:
+        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], check=False)
     keyring = tmp_path / "depot.gpg"
     subprocess.run(["gpg", "--dearmor", "--output", str(keyring)], input=keys["vault_depot_signing_key_pub"].encode(),
                    check=True)
