@@ -113,11 +113,12 @@ def rpo_from(last_acked_geo, newest_recovered):
 
 
 def files_rpo(acked_files, newest_recovered):
-    """(seconds, note) for the heartbeat files: when not one came back, everything since the first
+    """(seconds, note) for the heartbeat files: when not one of this drill's came back (nothing, or
+    only files of an earlier drill, which share the directory), everything since the first
     acknowledged file was lost, so the heartbeat's lifetime is a lower bound (and the note says so)."""
     if not acked_files:
         return None, None
-    if newest_recovered is None:
+    if newest_recovered is None or float(newest_recovered) < acked_files[0]:
         return (rpo_from(acked_files[-1], acked_files[0]),
                 "no heartbeat file recovered: the file RPO is at least the heartbeat's lifetime")
     return rpo_from(acked_files[-1], newest_recovered), None

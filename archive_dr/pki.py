@@ -1,6 +1,6 @@
 """IPsec PKI for the site gateways, generated once into Ansible Vault.
 
-Secret kinds for ``secrets_required`` (also ``gpg_signing``, the package depot's signing key) (registered in ``archive_dr.secrets``):
+Secret kinds for ``secrets_required`` (registered in ``archive_dr.secrets``):
 
   ipsec_ca    ``<name>`` -> ``<name>_key`` (ECDSA P-256, PEM) and ``<name>_cert``
               (self-signed CA, ``CN=archive-dr IPsec CA``, 10 years)
@@ -10,6 +10,8 @@ Secret kinds for ``secrets_required`` (also ``gpg_signing``, the package depot's
               host: ``CN=<site>.gateway.archive-dr`` with the same DNS
               subjectAltName, so a rebuilt gateway keeps its identity.
               Validity 825 days (cert expiry is exported as a metric).
+  gpg_signing ``<name>`` -> ``<name>`` (armored ed25519 OpenPGP secret key) and
+              ``<name>_pub``: the package depot's signing key.
 
 Example (inventory group_vars/all/tunnel.yml)::
 

@@ -1,27 +1,17 @@
-"""`archive-dr rebuild HOST`: bring a dead DR-site host back from bare metal, offline.
-"""
+"""`archive-dr rebuild HOST`: bring a dead DR-site host back from bare metal, offline."""
 from __future__ import annotations
 
+import datetime as _dt
+import ipaddress
+import json
+import os
+import re
 import subprocess
+import sys
+import time
 from pathlib import Path
 
-from archive_dr import secrets
-from archive_dr.pki import gen_gpg_signing  # noqa: F401  (the depot key kind; registered in secrets)
-
-
-
-
-# ------------------------------------------------------------------ rebuild
-
-import datetime as _dt  # noqa: E402
-import ipaddress  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import re  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-
-import jinja2  # noqa: E402
+import jinja2
 
 ROOT = Path(__file__).resolve().parent.parent
 DR_GROUP = "site_miyun"

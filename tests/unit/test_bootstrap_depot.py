@@ -69,10 +69,10 @@ def test_tarball_is_byte_stable(depot_build, tmp_path):
 
 
 def test_signing_key_generator_signs_and_verifies(tmp_path):
-    from archive_dr import rebuild, secrets
+    from archive_dr import pki, secrets
 
-    assert secrets.GENERATORS["gpg_signing"] is rebuild.gen_gpg_signing
-    keys = rebuild.gen_gpg_signing("vault_depot_signing_key", {})
+    assert secrets.GENERATORS["gpg_signing"] is pki.gen_gpg_signing
+    keys = pki.gen_gpg_signing("vault_depot_signing_key", {})
     assert "BEGIN PGP PRIVATE KEY BLOCK" in keys["vault_depot_signing_key"]
     assert "BEGIN PGP PUBLIC KEY BLOCK" in keys["vault_depot_signing_key_pub"]
     home = tmp_path / "gpg"

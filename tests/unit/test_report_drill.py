@@ -65,3 +65,6 @@ def test_files_rpo_is_a_lower_bound_when_no_heartbeat_file_came_back():
     assert drill.files_rpo([100.0, 101.0, 160.0], 150.0) == (10.0, None)
     seconds, note = drill.files_rpo([100.0, 101.0, 160.0], None)
     assert seconds == 60.0 and "at least" in note
+    # a file of an earlier drill in the shared heartbeat directory is not this drill's
+    seconds, note = drill.files_rpo([100.0, 101.0, 160.0], 40.0)
+    assert seconds == 60.0 and "at least" in note
