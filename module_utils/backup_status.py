@@ -83,7 +83,7 @@ def _label(v):
     return str(v).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def metrics_text(st, max_age=None, now=None):
+def metrics_text(st, max_age=None, now=None, stale=None):
     """Prometheus text exposition for one job's status (pure)."""
     job = _label(st["job"])
     lines = []
@@ -103,19 +103,65 @@ def metrics_text(st, max_age=None, now=None):
     g("consecutive_failures", "Failed runs since the last success.", int(st.get("consecutive_failures") or 0))
     if max_age:
         g("max_age_seconds", "Dead-man threshold for the job.", int(max_age))
-        g("stale", "1 when the newest success is older than the threshold.", 1 if is_stale(st, max_age, now) else 0)
+        if stale is None:
+            stale = is_stale(st, max_age, now)
+        g("stale", "1 when the newest success is older than the threshold (a job not yet due is not stale).",
+          1 if stale else 0)
     return "\n".join(lines) + "\n"
 
 
-def is_stale(st, max_age, now=None):
-    now = time.time() if now is None else now
-    last = st.get("last_success")
-    return not last or (now - float(last)) > float(max_age)
+def job_health(last_success, max_age, now, first_due=None):
+    """'ok', 'pending' or 'stale' (pure).
+
+    A job that has never succeeded is pending, not stale, until its timer's
+    first due time plus the threshold: a fresh install is healthy until a job
+    had its chance to run. ``first_due`` is the timer's first trigger (or its
+    next elapse when it never triggered); unknown means stale at once.
+    """
+    if last_success:
+        return "stale" if (now - float(last_success)) > float(max_age) else "ok"
+    if first_due and now <= float(first_due) + float(max_age):
+        return "pending"
+    return "stale"
 
 
-def deadman(config, now=None):
-    """[(job, stale, age_seconds or None, max_age)] for every job with a threshold (pure but for reads)."""
+def is_stale(st, max_age, now=None, first_due=None):
     now = time.time() if now is None else now
+    return job_health(st.get("last_success"), max_age, now, first_due) == "stale"
+
+
+def parse_timers(text):
+    """{unit: (last_trigger, next_elapse)} in Unix seconds (0 = never/none) from
+    ``systemctl list-timers --all -o json`` (pure)."""
+    try:
+        rows = json.loads(text or "[]")
+    except ValueError:
+        return {}
+    return {r["unit"]: (float(r.get("last") or 0) / 1e6, float(r.get("next") or 0) / 1e6)
+            for r in rows if isinstance(r, dict) and r.get("unit")}
+
+
+def timers():
+    """The host's timers as parse_timers() gives them; {} when systemctl cannot tell."""
+    try:
+        out = subprocess.run(["systemctl", "list-timers", "--all", "-o", "json"], capture_output=True,
+                             text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return parse_timers(out)
+
+
+def first_due(timer_times, unit):
+    """A timer's first due time: its first trigger, else its next elapse (None when unknown)."""
+    last, nxt = timer_times.get(unit, (0, 0))
+    return last or nxt or None
+
+
+def deadman(config, now=None, timer_times=None):
+    """[(job, health, age_seconds or None, max_age)] for every job with a threshold (pure but for reads)."""
+    now = time.time() if now is None else now
+    timer_times = timers() if timer_times is None else timer_times
+    prefix = config.get("unit_prefix", "archive-dr-backup-")
     out = []
     for job, spec in sorted(config.get("jobs", {}).items()):
         max_age = spec.get("max_age")
@@ -124,7 +170,8 @@ def deadman(config, now=None):
         st = load_status(config["status_dir"], job)
         last = st.get("last_success")
         age = (now - float(last)) if last else None
-        out.append((job, is_stale(st, max_age, now), age, max_age))
+        due = first_due(timer_times, "%s%s.timer" % (prefix, job))
+        out.append((job, job_health(last, max_age, now, due), age, max_age))
     return out
 
 
@@ -169,15 +216,15 @@ def cmd_run(cfg, job, argv):
 
 def cmd_deadman(cfg, now=None):
     rows = deadman(cfg, now)
-    bad = [r for r in rows if r[1]]
-    for job, stale, age, max_age in rows:
+    bad = [r for r in rows if r[1] == "stale"]
+    for job, health, age, max_age in rows:
         st = load_status(cfg["status_dir"], job)
         if not st:
             st = {"job": job}
         if cfg.get("textfile_dir"):
             _atomic_write(os.path.join(cfg["textfile_dir"], "archive_dr_backup_%s.prom" % job.replace("-", "_")),
-                          metrics_text(st, max_age, now))
-        print("%-8s %-40s age %s (max %d s)" % ("STALE" if stale else "ok", job,
+                          metrics_text(st, max_age, now, stale=health == "stale"))
+        print("%-8s %-40s age %s (max %d s)" % (health.upper() if health != "ok" else "ok", job,
                                                "never" if age is None else "%d s" % age, max_age))
     if bad:
         print("dead-man: %d job(s) without a recent success: %s" % (len(bad), ", ".join(r[0] for r in bad)),

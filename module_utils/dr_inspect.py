@@ -27,6 +27,8 @@ import shutil
 import subprocess
 import time
 
+from ansible.module_utils.backup_status import first_due, job_health, parse_timers
+
 SEVERITIES = ("critical", "warning", "info")
 REAL_FS = ("ext2", "ext3", "ext4", "xfs", "btrfs", "zfs", "vfat", "f2fs", "jfs", "reiserfs", "nfs", "nfs4")
 
@@ -244,6 +246,7 @@ def job_runs(unit, job, since):
 def collect_jobs(config_paths, history_since=None):
     """Every job of every backup_status.py-style config present on this host."""
     jobs, configs = [], []
+    timer_times = parse_timers(_run(["systemctl", "list-timers", "--all", "-o", "json"])[1])
     for pattern in config_paths or []:
         for path in sorted(glob.glob(pattern)):
             cfg = _read_json(path)
@@ -261,6 +264,7 @@ def collect_jobs(config_paths, history_since=None):
                              "last_rc": st.get("last_rc"), "consecutive_failures": st.get("consecutive_failures", 0),
                              "duration": st.get("last_success_duration_seconds"), "size_bytes": st.get("size_bytes"),
                              "timer_unit": unit + ".timer", "timer": _timer_state(unit + ".timer"),
+                             "first_due": first_due(timer_times, unit + ".timer"),
                              "runs_since": history_since, "runs_ok": runs_ok, "runs_failed": runs_failed})
     return {"job_configs": configs, "jobs": jobs}
 
@@ -452,6 +456,10 @@ def _age_text(seconds):
     return "%.1f d" % (s / 86400)
 
 
+def _when(unix_time):
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(float(unix_time)))
+
+
 def evaluate(host, c, thresholds=None, now=None):
     """Findings for one host's collected state (pure)."""
     t = dict(DEFAULT_THRESHOLDS)
@@ -480,7 +488,12 @@ def evaluate(host, c, thresholds=None, now=None):
             _f(F, "critical", host, "job-timer", name, "timer %s is %s/%s: the job will not run"
                % (j["timer_unit"], timer.get("active"), timer.get("enabled")), timer.get("active"), "active")
         if j.get("max_age"):
-            if age is None:
+            health = job_health(j.get("last_success"), j["max_age"], now, j.get("first_due"))
+            if health == "pending":
+                _f(F, "info", host, "job-age", name, "job %s has not run yet: first due %s, overdue after %s"
+                   % (name, _when(j["first_due"]), _when(float(j["first_due"]) + float(j["max_age"]))),
+                   None, j["max_age"])
+            elif age is None:
                 _f(F, "critical", host, "job-age", name, "job %s has never succeeded" % name, None, j["max_age"])
             elif age > float(j["max_age"]):
                 _f(F, "critical", host, "job-age", name, "job %s: last success %s ago, threshold %s"

@@ -32,6 +32,8 @@ import sys
 import tempfile
 import time
 
+from backup_status import first_due, job_health, timers  # installed next to this file
+
 DEFAULT_CONFIG = "/etc/archive-dr/replica.json"
 STAMP_FMT = "%Y%m%dT%H%M%SZ"
 SNAP_RE = re.compile(r"^(\d{8}T\d{6}Z)$")
@@ -423,15 +425,19 @@ def standby_status(cfg, now):
     return res
 
 
-def collect(cfg, now=None):
+def collect(cfg, now=None, timer_times=None):
     now = time.time() if now is None else now
+    timer_times = timers() if timer_times is None else timer_times
     jobs = {}
     for job, spec in sorted(cfg["jobs"].items()):
         st = load_job_status(cfg, job)
         st["snapshots"] = len(list_snapshots(spec["snapshots"]))
         max_age = float(spec.get("max_age", 0) or 0)
         st["max_age"] = max_age
-        st["stale"] = bool(max_age) and (not st.get("last_success") or now - float(st["last_success"]) > max_age)
+        health = job_health(st.get("last_success"), max_age, now,
+                            first_due(timer_times, "archive-dr-replica-pull-%s.timer" % job)) if max_age else "ok"
+        st["pending"] = health == "pending"
+        st["stale"] = health == "stale"
         jobs[job] = st
     return {"time": now, "jobs": jobs, "standby": standby_status(cfg, now)}
 
@@ -451,7 +457,8 @@ def cmd_deadman(cfg):
     bad = []
     for job, st in sorted(status["jobs"].items()):
         age = (status["time"] - float(st["last_success"])) if st.get("last_success") else None
-        print("%-6s %-12s age %s (max %d s), %d snapshot(s)" % ("STALE" if st["stale"] else "ok", job,
+        print("%-6s %-12s age %s (max %d s), %d snapshot(s)" % (
+              "STALE" if st["stale"] else "PENDING" if st.get("pending") else "ok", job,
               "never" if age is None else "%d s" % age, st["max_age"], st["snapshots"]))
         if st["stale"]:
             bad.append(job)

@@ -2,9 +2,10 @@
 # Installs what a fresh Debian 12 machine lacks for the lab and the tests.
 # Idempotent: installs only missing packages.
 set -eu
-packages="podman runc netavark aardvark-dns debootstrap uidmap iproute2 nftables tcpdump
-          openssh-client xorriso par2 qpdf chromium rsync postgresql-client
-          apt-utils dnsmasq-base debconf gnupg"
+packages="podman runc netavark aardvark-dns iptables debootstrap uidmap iproute2 nftables tcpdump
+          openssh-client xorriso par2 qpdf chromium fonts-noto-cjk rsync postgresql-client
+          apt-utils dnsmasq-base debconf gnupg
+          util-linux mount e2fsprogs parted xfsprogs btrfs-progs zstd openssl"
 missing=""
 for pkg in $packages; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing="$missing $pkg"
