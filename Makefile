@@ -19,7 +19,7 @@ $(VENV)/.stamp: pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[test]'
 	touch $@
 
-venv: $(VENV)/.stamp
+venv: deps $(VENV)/.stamp
 
 lab-up: deps venv
 	archive-dr lab up

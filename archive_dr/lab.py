@@ -20,6 +20,8 @@ from pathlib import Path
 
 import yaml
 
+from archive_dr import prereqs
+
 ROOT = Path(__file__).resolve().parent.parent
 LAB_FILES = ROOT / "lab"
 CONTAINERS_CONF = LAB_FILES / "containers.conf"
@@ -361,6 +363,7 @@ def image_exists(tag: str) -> bool:
 
 
 def build_images(cache_dir: Path) -> dict[str, str]:
+    prereqs.require(prereqs.IMAGES, LabError)
     tags = image_tags()
     mirror = apt_mirror()
     if not image_exists(tags["bare"]):
@@ -615,6 +618,7 @@ def ensure_ssh_key(spec: LabSpec, given: str | None) -> str:
 # -------------------------------------------------------------------- verbs
 
 def up(spec: LabSpec, ssh_key: str | None = None, only: list[str] | None = None) -> None:
+    prereqs.require(error=LabError)
     started = time.monotonic()
     targets = [spec.host(name) for name in only] if only else spec.hosts
     bridges = network_bridges(spec)
