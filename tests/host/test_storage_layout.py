@@ -25,8 +25,6 @@ BASE = "/var/tmp/adr-storage-test"
 pytestmark = [
     pytest.mark.host,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root for loop devices, mkfs and mount"),
-    pytest.mark.skipif(not shutil.which("losetup") or not shutil.which("mkfs.btrfs") or not shutil.which("parted"),
-                       reason="needs util-linux, parted, xfsprogs, btrfs-progs"),
 ]
 
 

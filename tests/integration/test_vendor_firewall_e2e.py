@@ -12,15 +12,13 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+from tests.fwsim import FirewallSim
 
-from tests.fwsim import FirewallSim  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 VENV = ROOT / ".venv" / "bin"
 PSK = "fwsim-only-not-a-secret-0123"  # inventory/fwsim/group_vars/all.yml

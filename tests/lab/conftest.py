@@ -1,40 +1,32 @@
-"""Fixtures for tests against the running two-site lab (archive-dr lab up)."""
+"""Fixtures for tests against the running two-site lab (archive-dr lab up).
+
+Whether the lab is up is decided here, once per session, for every test under tests/lab
+(no per-module skipif): when it is not,
+
+- with ARCHIVE_DR_LAB_REQUIRED=1 (molecule/two-site/verify.yml sets it) the first lab
+  test fails and the session stops: a lab run whose lab is missing has tested nothing;
+- otherwise the lab tests are skipped with the reason (a developer running `pytest`
+  from the repository root without a lab). Under CI=true a skip is a failure anyway
+  (tests/conftest.py).
+"""
 from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-CONTAINERS_CONF = str(ROOT / "lab" / "containers.conf")
-LAB_HOSTS = ["geo-archive", "geo-backup", "geo-fw", "miyun-store", "miyun-fw"]
-
 # The lab tests read ansible-playbook's output (PLAY RECAP): no colour codes, whatever the
 # caller set (molecule exports ANSIBLE_FORCE_COLOR=1 to everything it runs, pytest included).
-# Set before the test modules are imported, so every ENV they build inherits it.
+# Set before the test modules and labkit are imported, so every ENV they build inherits it.
 os.environ["ANSIBLE_FORCE_COLOR"] = "0"
 os.environ["ANSIBLE_NOCOLOR"] = "1"
 
+from tests.lab import labkit  # noqa: E402
 
-def lab_running() -> bool:
-    env = dict(os.environ, CONTAINERS_CONF=CONTAINERS_CONF)
-    for host in LAB_HOSTS:
-        proc = subprocess.run(["podman", "container", "inspect", "-f", "{{.State.Running}}", host],
-                              env=env, capture_output=True, text=True)
-        if proc.returncode != 0 or proc.stdout.strip() != "true":
-            return False
-    return True
-
-
-def pytest_collection_modifyitems(config, items):
-    if lab_running():
-        return
-    skip = pytest.mark.skip(reason="the lab is not running (archive-dr lab up)")
-    for item in items:
-        if "lab" in item.keywords:
-            item.add_marker(skip)
+LAB_REQUIRED = os.environ.get("ARCHIVE_DR_LAB_REQUIRED") == "1"
 
 
 def pytest_itemcollected(item):
@@ -42,23 +34,33 @@ def pytest_itemcollected(item):
         item.add_marker(pytest.mark.lab)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def lab_is_up(request):
+    """Session-scoped and autouse: set up before any module fixture of a lab test (they converge the lab)."""
+    up, why = labkit.lab_state()
+    if up:
+        return
+    if LAB_REQUIRED:
+        request.session.shouldfail = "the lab is not up (ARCHIVE_DR_LAB_REQUIRED=1)"
+        pytest.fail("ARCHIVE_DR_LAB_REQUIRED=1 but the lab is not up (%s); bring it up with "
+                    "`archive-dr lab up` and converge it (make lab)" % why, pytrace=False)
+    pytest.skip("the lab is not up (%s): `make lab` first; ARCHIVE_DR_LAB_REQUIRED=1 makes this a failure" % why)
+
+
 @pytest.fixture(scope="session")
 def podman_exec():
-    env = dict(os.environ, CONTAINERS_CONF=CONTAINERS_CONF)
-
     def _exec(host: str, command: str, timeout: int = 60) -> subprocess.CompletedProcess:
-        return subprocess.run(["podman", "exec", host, "bash", "-c", command], env=env,
+        return subprocess.run(["podman", "exec", host, "bash", "-c", command], env=labkit.ENV,
                               capture_output=True, text=True, timeout=timeout)
     return _exec
 
 
 @pytest.fixture(scope="session")
 def ansible():
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0",
-               CONTAINERS_CONF=CONTAINERS_CONF)
-    bindir = Path(os.sys.executable).parent
+    env = dict(labkit.ENV, ANSIBLE_CONFIG=str(labkit.ROOT / "ansible.cfg"))
+    bindir = Path(sys.executable).parent
 
     def _run(*args: str, tool: str = "ansible-playbook", timeout: int = 1200) -> subprocess.CompletedProcess:
-        return subprocess.run([str(bindir / tool), *args], cwd=ROOT, env=env, capture_output=True,
+        return subprocess.run([str(bindir / tool), *args], cwd=labkit.ROOT, env=env, capture_output=True,
                               text=True, timeout=timeout)
     return _run

@@ -9,9 +9,7 @@ import time
 
 import pytest
 
-from test_backup_restore import ENV, ROOT, _lab_up, play, recap_changed, sh
-
-pytestmark = [pytest.mark.lab, pytest.mark.skipif(not _lab_up(), reason="lab is down (archive-dr lab up)")]
+from tests.lab.labkit import ENV, ROOT, play, recap_changed, sh
 
 JOBS_JSON = "/etc/archive-dr/backup-jobs.json"
 
@@ -93,7 +91,9 @@ def test_timers_fire_and_deadman_goes_red_then_green():
         sh("geo-backup", "systemctl start archive-dr-backup-archive-db-full.service archive-dr-backup-archive-db-verify.service",
            timeout=900)
         red = sh("geo-backup", "systemctl start archive-dr-backup-deadman.service", check=False)
-        assert red.returncode != 0
+        assert red.returncode == 1, red.stdout + red.stderr          # systemctl: the job failed ...
+        main_status = sh("geo-backup", "systemctl show -p ExecMainStatus --value archive-dr-backup-deadman.service")
+        assert main_status.stdout.strip() == "1"                      # ... because the dead-man check exited 1 (stale)
         assert "STALE    archive-files-snapshot" in sh("geo-backup", "journalctl -u archive-dr-backup-deadman.service -n 30 "
                                                     "--no-pager -o cat").stdout
         prom = sh("geo-backup", "cat /var/lib/prometheus/node-exporter/archive_dr_backup_archive_files_snapshot.prom").stdout

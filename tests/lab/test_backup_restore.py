@@ -15,47 +15,9 @@ import time
 
 import pytest
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-ENV = dict(os.environ, CONTAINERS_CONF=os.path.join(ROOT, "lab", "containers.conf"), ANSIBLE_FORCE_COLOR="0")
+from tests.lab.labkit import ENV, ROOT, play, psql, sh
+
 ITEMS = int(os.environ.get("ARCHIVE_DR_TEST_ITEMS", "100"))
-
-
-def _lab_up():
-    try:
-        return subprocess.run(["podman", "container", "exists", "geo-archive"], env=ENV, timeout=30).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
-pytestmark = [pytest.mark.lab, pytest.mark.skipif(not _lab_up(), reason="lab is down (archive-dr lab up)")]
-
-
-def sh(host, script, check=True, timeout=600):
-    p = subprocess.run(["podman", "exec", host, "bash", "-c", script], env=ENV, capture_output=True, text=True,
-                       timeout=timeout)
-    if check and p.returncode != 0:
-        raise AssertionError("%s: %s\nrc=%d\n%s\n%s" % (host, script, p.returncode, p.stdout[-3000:], p.stderr[-3000:]))
-    return p
-
-
-def psql(sql, port=5432, db="archive", check=True):
-    return sh("geo-archive", "cd /tmp && runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -p %d -d %s -c %s"
-              % (port, db, json.dumps(sql)), check=check).stdout.strip()
-
-
-def play(name, *extra, check=True, timeout=1200):
-    argv = [os.path.join(ROOT, ".venv", "bin", "ansible-playbook"), os.path.join(ROOT, "playbooks", name)]
-    for e in extra:
-        argv += ["-e", e]
-    p = subprocess.run(argv, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout)
-    if check and p.returncode != 0:
-        raise AssertionError("%s failed:\n%s" % (name, p.stdout[-6000:]))
-    return p
-
-
-def recap_changed(out):
-    return sum(int(part.split("=")[1]) for line in out.splitlines() if "changed=" in line
-               for part in line.split() if part.startswith("changed="))
 
 
 def run_job(job):

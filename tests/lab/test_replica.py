@@ -12,37 +12,17 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import tunnel_probe as tp  # noqa: E402
-
-pytestmark = [pytest.mark.lab, pytest.mark.skipif(not tp.lab_up(), reason="lab is down")]
+from tests.lab import tunnel_probe as tp
+from tests.lab.labkit import host_psql as psql, play_recap as play, try_sh as sh
 
 STORE, WORKING, SNAPS = "/srv/archive", "/srv/dr/files/current", "/srv/dr/files/snapshots"
 PROBE = ".replica-probe"
 STATUS = "/var/lib/archive-dr/replica-status"
-
-
-def play(playbook, *extra, timeout=900):
-    r = subprocess.run([str(tp.ROOT / ".venv/bin/ansible-playbook"), playbook, *extra], cwd=tp.ROOT,
-                       capture_output=True, text=True, timeout=timeout, env=tp.ENV)
-    recap = {h: dict((k, int(v)) for k, v in re.findall(r"(\w+)=(\d+)", line))
-             for h, line in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", r.stdout, re.M)}
-    return r, recap
-
-
-def sh(host, script, timeout=120):
-    return tp.sh(host, script, timeout=timeout)
-
-
-def psql(host, sql, db="postgres"):
-    return sh(host, "runuser -u postgres -- psql -XAt -d %s -c %s" % (db, json.dumps(sql))).stdout.strip()
 
 
 def job_status(job):
@@ -51,6 +31,14 @@ def job_status(job):
 
 def snapshots(path=SNAPS):
     return sorted(sh("miyun-store", "ls -1 %s 2>/dev/null" % path).stdout.split())
+
+
+def stop_pulls(job):
+    """Stop a pull timer and wait until no pull of that job runs (a running oneshot is `activating`,
+    which `systemctl is-active` does not count as active)."""
+    return ("systemctl stop archive-dr-replica-pull-{j}.timer; while systemctl show -p ActiveState --value "
+            "archive-dr-replica-pull@{j}.service | grep -qE '^(activating|deactivating|reloading)$'; "
+            "do sleep 0.2; done".format(j=job))
 
 
 def test_converge_idempotent_and_check_clean():
@@ -110,7 +98,9 @@ def test_standby_streams_over_tls_through_the_slot_and_exposes_lag():
     assert re.search(r"^archive_dr_replica_standby_lag_seconds [\d.]+$", prom, re.M)
     status = json.loads(sh("miyun-store", "cat %s/replica-status.json" % STATUS).stdout)
     assert status["standby"]["role"] == "standby" and not status["standby"]["stale"]
-    assert sh("miyun-store", "python3 /usr/local/lib/archive-dr/replica_tool.py deadman").returncode in (0, 1)
+    # The pulls have run on their timers since the converge and the standby streams: nothing is stale.
+    deadman = sh("miyun-store", "python3 /usr/local/lib/archive-dr/replica_tool.py deadman")
+    assert deadman.returncode == 0 and "dead-man: replica current" in deadman.stdout, deadman.stdout + deadman.stderr
 
 
 def test_new_file_reaches_miyun_and_lands_in_a_read_only_snapshot():
@@ -147,18 +137,38 @@ def test_new_file_reaches_miyun_and_lands_in_a_read_only_snapshot():
         sh("geo-archive", "rm -rf %s/%s" % (STORE, PROBE))
 
 
-def test_repository_pulls_are_verified_snapshots():
-    for job in ("pgbackrest", "restic"):
+# A backup job at the appliance that writes to the repository the pull copies.
+REPO_WRITER = {"pgbackrest": "archive-dr-backup-archive-db-incr.service",
+               "restic": "archive-dr-backup-archive-files-snapshot.service"}
+
+
+@pytest.mark.parametrize("job", ["pgbackrest", "restic"])
+def test_repository_pull_with_changes_is_a_new_verified_read_only_snapshot(job):
+    """The appliance writes to its repository; the next pull copies the change, verifies the copy and
+    takes a new read-only snapshot (a pull without changes takes none, so the test makes one)."""
+    timer = "archive-dr-replica-pull-%s.timer" % job
+    # The timer's own pull must not take the change between the backup and the pull below.
+    assert sh("miyun-store", stop_pulls(job), timeout=600).returncode == 0
+    try:
         before = snapshots("/srv/dr/repos/%s/snapshots" % job)
+        # (retried: another run of the appliance may hold the repository lock for a moment)
+        r = sh("geo-backup", "for i in 1 2 3 4 5 6; do systemctl start %s && exit 0; sleep 5; done; exit 1"
+               % REPO_WRITER[job], timeout=900)
+        assert r.returncode == 0, r.stderr
         r = sh("miyun-store", "systemctl start archive-dr-replica-pull@%s.service" % job, timeout=600)
         assert r.returncode == 0, r.stderr
         st = job_status(job)
         assert st["outcome"] == "success", st
         assert ("pgbackrest info ok" in st["last_message"]) if job == "pgbackrest" else ("check ok" in st["last_message"])
+        assert st["last_changes"] > 0, st
         after = snapshots("/srv/dr/repos/%s/snapshots" % job)
-        assert after and len(after) >= len(before)
+        # Retention may prune an old one, so the count need not grow: the newest is new and is this pull's.
+        assert after and after[-1] not in before, (before, after)
+        assert st["last_snapshot_name"] == after[-1], st
         assert sh("miyun-store", "btrfs property get -ts /srv/dr/repos/%s/snapshots/%s ro" % (job, after[-1])
                   ).stdout.strip() == "ro=true"
+    finally:
+        sh("miyun-store", "systemctl start %s" % timer)
 
 
 PRIVATE_KEYS = r"""
@@ -207,8 +217,7 @@ def test_invariant_no_credential_at_geo_can_destroy_miyun(geo):
 def test_wan_cut_during_pull_and_streaming_catches_up_without_partial_snapshot():
     """Stop miyun-fw while a large file is being pulled and rows are written at geo."""
     name = "wancut-%s.bin" % uuid.uuid4().hex[:8]
-    sh("miyun-store", "systemctl stop archive-dr-replica-pull-files.timer; "
-                      "while systemctl -q is-active archive-dr-replica-pull@files.service; do sleep 0.2; done")
+    assert sh("miyun-store", stop_pulls("files"), timeout=600).returncode == 0
     psql("geo-archive", "DROP DATABASE IF EXISTS replica_probe")
     psql("geo-archive", "CREATE DATABASE replica_probe")
     psql("geo-archive", "CREATE TABLE probe (v text)", db="replica_probe")

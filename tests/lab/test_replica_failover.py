@@ -10,17 +10,11 @@ stopped for ~1 min; failback rebuilds geo-archive's database from miyun), bounde
 from __future__ import annotations
 
 import json
-import sys
 import time
-from pathlib import Path
 
-import pytest
+from tests.lab import tunnel_probe as tp
+from tests.lab.labkit import host_psql as psql, play_recap as play, try_sh as sh
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import tunnel_probe as tp  # noqa: E402
-from test_replica import play, psql, sh  # noqa: E402
-
-pytestmark = [pytest.mark.lab, pytest.mark.skipif(not tp.lab_up(), reason="lab is down")]
 DRILL_DIR = "/srv/dr/restore/drill"
 
 

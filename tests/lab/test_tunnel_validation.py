@@ -6,15 +6,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import tunnel_probe as tp  # noqa: E402
-
-pytestmark = [pytest.mark.lab, pytest.mark.skipif(not tp.lab_up(), reason="lab is down")]
+from tests.lab import tunnel_probe as tp
 
 FLOWS = [{"name": "pg-stream", "src": "miyun-store", "dst": "geo-archive", "port": 5432, "proto": "tcp"}]
 

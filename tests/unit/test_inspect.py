@@ -6,33 +6,9 @@ import json
 import pytest
 
 from archive_dr.fixity import load
+from tests.unit.reportdata import NOW, healthy
 
 ins = load("dr_inspect")
-NOW = 1_800_000_000.0
-
-
-def healthy(**over):
-    c = {
-        "time": NOW,
-        "filesystems": [{"mount_point": "/srv/dr", "device": "/dev/loop2", "fs_type": "btrfs",
-                         "capacity_bytes": 2 << 30, "used_bytes": 200 << 20, "free_bytes": (2 << 30) - (200 << 20),
-                         "used_pct": 9.8, "inodes_free": 1000, "storage": None}],
-        "storage_volumes_unmounted": [],
-        "jobs": [{"job": "archive-db-full", "kind": "full", "system": "archive-db", "max_age": 86400,
-                  "last_success": NOW - 3600, "outcome": "success", "last_rc": 0, "consecutive_failures": 0,
-                  "timer_unit": "archive-dr-backup-archive-db-full.timer",
-                  "timer": {"active": "active", "enabled": "enabled", "loaded": "loaded"}}],
-        "postgres": None, "metrics": [], "tunnel": None, "certificates": [],
-        "time_sync": {"leap_status": "Normal", "stratum": 9, "offset_seconds": -0.00001},
-        "failed_units": [],
-        "security": {"sshd": {"passwordauthentication": "no", "kbdinteractiveauthentication": "no",
-                              "permitrootlogin": "without-password", "pubkeyauthentication": "yes"},
-                     "nft_input_chains": [["inet", "baseline", "input", "drop"]],
-                     "listening": [["tcp", "0.0.0.0", 22], ["udp", "127.0.0.1", 323]]},
-        "media": [],
-    }
-    c.update(over)
-    return c
 
 
 def checks(findings, severity="critical"):

@@ -11,7 +11,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = dict(os.environ, CONTAINERS_CONF=str(ROOT / "lab" / "containers.conf"))
-pytestmark = pytest.mark.skipif(shutil.which("podman") is None, reason="podman not installed")
 
 
 def snapshot() -> tuple[str, str, str]:

@@ -1,7 +1,6 @@
 """OS install stage: the preseed and PXE files rendered from the inventory (not run in the lab)."""
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -13,14 +12,8 @@ ROOT = Path(__file__).resolve().parents[2]
 LAB = ROOT / "inventory" / "lab"
 
 
-def _lab_ready():
-    if not (LAB / "group_vars" / "all" / "vault.yml").exists():
-        pytest.skip("lab vault not generated (archive-dr secrets)")
-
-
 @pytest.fixture(scope="module")
-def media(tmp_path_factory):
-    _lab_ready()
+def media(tmp_path_factory, lab_keys):
     out = tmp_path_factory.mktemp("media")
     files = {p.relative_to(out).as_posix(): p for p in rebuild.render_install_media("miyun-store", LAB, out)}
     return out, files
@@ -33,17 +26,15 @@ def test_renders_all_files(media):
 
 
 def test_preseed_passes_debconf_checkonly(media):
-    if shutil.which("debconf-set-selections") is None:
-        pytest.skip("debconf-set-selections missing (apt-get install debconf)")
     preseed = media[1]["http/preseed/miyun-store.cfg"]
     proc = subprocess.run(["debconf-set-selections", "--checkonly", str(preseed)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
 
 
-def test_preseed_content_from_inventory(media):
+def test_preseed_content_from_inventory(media, lab_keys):
     text = media[1]["http/preseed/miyun-store.cfg"].read_text()
-    key = (ROOT / ".lab" / "ssh" / "id_ed25519.pub").read_text().strip()
+    key = lab_keys
     assert "d-i netcfg/get_ipaddress string 198.18.0.21\n" in text          # ansible_host
     assert "d-i netcfg/get_hostname string miyun-store\n" in text
     assert "d-i partman-auto/disk string /dev/sda\n" in text                 # OS disk only
@@ -55,8 +46,6 @@ def test_preseed_content_from_inventory(media):
 
 
 def test_broken_preseed_fails_checkonly(tmp_path):
-    if shutil.which("debconf-set-selections") is None:
-        pytest.skip("debconf-set-selections missing")
     bad = tmp_path / "bad.cfg"
     bad.write_text("d-i netcfg/get_hostname\n")
     proc = subprocess.run(["debconf-set-selections", "--checkonly", str(bad)], capture_output=True, text=True)
@@ -73,14 +62,12 @@ def test_pxe_files(media):
         boot = files[name].read_text()
         assert "url=http://198.18.0.1:8081/preseed/miyun-store.cfg" in boot
         assert "netcfg/get_ipaddress=198.18.0.21" in boot and "auto=true priority=critical" in boot
-    if shutil.which("dnsmasq"):
-        proc = subprocess.run(["dnsmasq", "--test", f"--conf-file={files['dnsmasq.conf']}"],
-                              capture_output=True, text=True)
-        assert proc.returncode == 0, proc.stderr
+    proc = subprocess.run(["dnsmasq", "--test", f"--conf-file={files['dnsmasq.conf']}"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
 
 
-def test_refuses_geo_hosts_and_placeholders(tmp_path):
-    _lab_ready()
+def test_refuses_geo_hosts_and_placeholders(tmp_path, lab_keys):
     with pytest.raises(rebuild.RebuildError, match="not a DR-site host"):
         rebuild.render_install_media("geo-archive", LAB, tmp_path)
     values = {"ansible_host": "10.0.0.5", "os_install_defaults": {"netmask": "255.255.255.0", "pxe_server": "10.0.0.1",

@@ -2,13 +2,10 @@
 from __future__ import annotations
 
 import datetime as dt
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "module_utils"))
-import replica_tool as rt  # noqa: E402
+import replica_tool as rt  # module_utils/ is on the test path (pyproject.toml)
 
 
 def names(start, step_s, n):

@@ -5,17 +5,7 @@ import json
 import xml.dom.minidom
 
 from archive_dr import evidence, report
-from test_inspect import NOW, healthy  # same directory (pytest prepend import mode)
-
-DAY = 86400.0
-
-
-def raw(now, used, **over):
-    c = healthy(time=now, **over)
-    c["filesystems"][0]["used_bytes"] = used
-    return {"id": "t%d" % now, "started": now, "thresholds": {"forecast_min_span_days": 1},
-            "hosts": {"miyun-store": {"collected": c, "findings": []},
-                      "geo-fw": {"unreachable": True, "msg": "ssh: connect timed out"}}}
+from tests.unit.reportdata import DAY, NOW, drill_result, healthy, raw
 
 
 def test_inspection_history_forecast_and_unreachable(tmp_path):
@@ -47,18 +37,6 @@ def test_write_markdown_html_svg(tmp_path):
     assert svgs == 2                                       # jobs + one capacity chart (no replica metrics)
     start = html.index("<svg ")
     xml.dom.minidom.parseString(html[start:html.index("</svg>", start) + 6])
-
-
-def drill_result(rto, rpo, level="5"):
-    t = NOW
-    phases = [{"name": n, "start": t + a, "end": t + b, "seconds": b - a, "ok": True}
-              for n, a, b in (("declare", 0, 1), ("promote", 1, 40), ("verify", 40, rto), ("failback", rto, rto + 60))]
-    return {"kind": "drill", "id": "d%d" % rto, "scenario": "host-lost", "mode": "destructive", "started": t,
-            "finished": t + rto + 60, "targets": {"rto_seconds": 600, "rpo_seconds": 60}, "phases": phases,
-            "rto_seconds": rto, "rto_met": rto <= 600, "rpo": {"db_seconds": rpo, "files_seconds": rpo / 2},
-            "rpo_seconds": rpo, "rpo_met": rpo <= 60, "verify": [{"stage": "after recovery", "passed": True,
-                                                                  "summary": "PASS"}],
-            "level": {"level": level, "note": "", "basis": "x"}, "passed": True}
 
 
 def test_drill_render(tmp_path):

@@ -16,10 +16,9 @@ from pathlib import Path
 import pytest
 
 from archive_dr import evidence, report
-from test_report import DAY, NOW, drill_result, raw  # same directory (pytest prepend import mode)
+from tests.unit.reportdata import DAY, NOW, drill_result, raw
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(not CHROMIUM, reason="chromium is not installed (apt-get install -y chromium)")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--enable-logging=stderr", "--v=1", "--window-size=1200,1800"]
@@ -32,6 +31,7 @@ def extra_loads(stderr, page_url):
 
 
 def chromium(args, profile, timeout=90):
+    assert CHROMIUM, "chromium is not installed (scripts/install-deps.sh installs it)"
     p = subprocess.run([CHROMIUM, *FLAGS, "--user-data-dir=%s" % profile, *args], capture_output=True,
                        text=True, timeout=timeout)
     return p

@@ -2,14 +2,10 @@
 
 import copy
 import itertools
-import os
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "module_utils"))
-
-from storage_plan import (  # noqa: E402
+from storage_plan import (  # module_utils/ is on the test path (pyproject.toml)
     MIB, ValidationError, compute_plan, parse_size)
 
 GIB = 1024 ** 3
@@ -243,7 +239,8 @@ def test_partition_known_on_disk_but_not_to_kernel_is_registered():
 
 def test_capacity_guard_passes_when_disks_hold_it():
     cur = state(**{D0: blank("/dev/loop5"), D1: blank("/dev/loop6")})
-    compute_plan(cur, [dict(RAID_POOL, required_capacity="10G")])
+    plan = compute_plan(cur, [dict(RAID_POOL, required_capacity="10G")], uuid_factory=uuids())
+    assert plan.changed and ops(plan)[0] == "mkfs"          # no ValidationError: the pool is planned
 
 
 # ------------------------------------------------------------------ validation errors

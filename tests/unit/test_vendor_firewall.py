@@ -1,15 +1,13 @@
 """Unit tests for module_utils/vendor_firewall.py: model validation, render, parse, plan."""
 
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "module_utils"))
+import vendor_firewall as vf  # module_utils/ is on the test path (pyproject.toml)
 
-import vendor_firewall as vf  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 TEMPLATES = ROOT / "templates" / "firewall"
 SITES = {"geo": {"lan": "192.0.2.0/24", "wan": "203.0.113.1"},
