@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -44,60 +45,207 @@ ROOT = Path(__file__).resolve().parents[1]
 LAB_STATE = ROOT / ".lab" / "state.json"
 SCENARIOS = {"host-lost": "主机损毁 archive host lost", "ransomware": "勒索软件 files encrypted + table dropped"}
 
-# GB/T 20988-2007 Annex A, Table A.1 (informative): RTO / RPO per disaster-recovery level.
-# (level, max RTO seconds or None = no bound stated, max RPO seconds). See docs/gbt20988.md.
+# GB/T 20988-2007 Annex A (灾难恢复能力等级划分), its table of RTO / RPO per disaster-recovery level.
+# (level, max RTO seconds or None = no upper bound, max RPO seconds, RTO as the table states it,
+#  RPO as the table states it). The bounds are this project's reading of the table (docs/gbt20988.md):
+#  "数分钟" = 15 min; level 2 "24小时以后" differs from level 1 "2天以上" by an RTO within 2 days.
+GBT20988_SOURCE = "GB/T 20988-2007 附录A 灾难恢复能力等级划分, RTO/RPO 对应表"
 GBT20988_LEVELS = [
-    (6, 15 * 60, 0),               # RTO 数分钟, RPO 0
-    (5, 2 * 86400, 30 * 60),       # RTO 数分钟至2天, RPO 0至30分钟
-    (4, 2 * 86400, 86400),         # RTO 数小时至2天, RPO 数小时至1天
-    (3, None, 86400),              # RTO 12小时以上, RPO 数小时至1天
-    (2, None, 7 * 86400),          # RTO 24小时以后, RPO 1天至7天
-    (1, None, 7 * 86400),          # RTO 2天以上, RPO 1天至7天
+    (6, 15 * 60, 0, "数分钟", "0"),
+    (5, 2 * 86400, 30 * 60, "数分钟至2天", "0至30分钟"),
+    (4, 2 * 86400, 86400, "数小时至2天", "数小时至1天"),
+    (3, None, 86400, "12小时以上", "数小时至1天"),
+    (2, 2 * 86400, 7 * 86400, "24小时以后", "1天至7天"),
+    (1, None, 7 * 86400, "2天以上", "1天至7天"),
 ]
 
 
-def gbt20988_level(rto_seconds, rpo_seconds, synchronous=False):
+def gbt20988_level(rto_seconds, rpo_seconds, synchronous=False, why_not=None):
     """The highest level whose RTO and RPO bounds the measured figures meet (technical indicators only).
 
-    Level 6 (RPO 0) needs synchronous replication: with asynchronous replication a measured 0 is
-    luck of timing, not a property of the system (docs/gbt20988.md), so it supports level 5 at most."""
+    Only measured figures count: None (not measured, or only a bound) gives level None, with
+    ``why_not`` (or a generic reason) as the basis. Level 6 (RPO 0) needs synchronous replication:
+    with asynchronous replication a measured 0 is luck of timing, not a property of the system
+    (docs/gbt20988.md), so it supports level 5 at most."""
     if rto_seconds is None or rpo_seconds is None:
-        return {"level": None, "note": "not measured", "basis": "RTO or RPO not measured"}
-    for level, max_rto, max_rpo in GBT20988_LEVELS:
+        missing = " and ".join(n for n, v in (("RTO", rto_seconds), ("RPO", rpo_seconds)) if v is None)
+        return {"level": None, "note": "not measured",
+                "basis": why_not or ("%s not measured: no GB/T 20988 level is derived from unmeasured figures"
+                                     % missing)}
+    skipped6 = False
+    for level, max_rto, max_rpo, rto_text, rpo_text in GBT20988_LEVELS:
         if level == 6 and not synchronous:
+            skipped6 = True
             continue
         if rpo_seconds <= max_rpo and (max_rto is None or rto_seconds <= max_rto):
-            basis = ("measured RTO %s, RPO %s; GB/T 20988-2007 Annex A Table A.1: level %d allows RTO %s and RPO up to %s. "
-                     "The level also requires the non-technical elements of Annex A (backup site, staff, "
-                     "operations, plan); the figures support it, they do not confer it." % (
-                         report.human_seconds(rto_seconds), report.human_seconds(rpo_seconds), level,
-                         "up to " + report.human_seconds(max_rto) if max_rto else "without upper bound",
-                         report.human_seconds(max_rpo)))
+            basis = ("measured RTO %s, RPO %s. %s: level %d — RTO “%s”, RPO “%s” (judged as RTO %s, RPO ≤ %s)."
+                     % (report.human_seconds(rto_seconds), report.human_seconds(rpo_seconds), GBT20988_SOURCE,
+                        level, rto_text, rpo_text,
+                        "≤ " + report.human_seconds(max_rto) if max_rto else "without upper bound",
+                        report.human_seconds(max_rpo)))
+            if skipped6 and level == 5 and rpo_seconds == 0 and rto_seconds <= 15 * 60:
+                basis += (" Level 6 (RPO 0) is not claimed: replication is asynchronous, so a measured 0 is "
+                          "timing, not a guarantee.")
+            basis += (" The level also requires the non-technical elements of Annex A (backup site, staff, "
+                      "operations, plan); the figures support it, they do not confer it.")
             return {"level": level, "note": "technical indicators", "basis": basis}
-    return {"level": 0, "note": "below level 1", "basis": "RPO above 7 days"}
+    return {"level": 0, "note": "below level 1",
+            "basis": "measured RPO %s is above 7 days (%s: levels 1 and 2 allow RPO “1天至7天”)"
+                     % (report.human_seconds(rpo_seconds), GBT20988_SOURCE)}
+
+
+# ------------------------------------------------------------------ phase output: one line for the table, all in a log
+_CAPTURE = []       # stack: the running phase's list of (command, output) pairs; playbook() and commands() add to it
+_RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+_TASK = re.compile(r"^(?:TASK|RUNNING HANDLER) \[(.*?)\]\s*\**\s*$", re.M)
+_FATAL = re.compile(r"^(?:fatal|failed): \[([^\]]+)\](?:[^\n]*?)?: (FAILED|UNREACHABLE)! =>(.*)$", re.M)
+_ANSIBLE_NOISE = ("PLAY", "TASK", "RUNNING HANDLER", "ok:", "changed:", "skipping:", "included:", "fatal:", "failed:",
+                  "...ignoring", "NO MORE HOSTS")
+
+
+def _capture(command, output):
+    if _CAPTURE:
+        _CAPTURE[-1].append((command, output))
+
+
+def _one_line(text, limit=240):
+    text = " ".join(str(text or "").split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _ansible_msg(block):
+    """The message of a failed task: its ``msg:`` (YAML result format) or "msg" (JSON), else stderr, else rc."""
+    block = block.strip()
+    if block.startswith("{"):
+        try:
+            d = json.loads(block.splitlines()[0])
+            return str(d.get("msg") or (d.get("stderr") or "").strip().splitlines()[-1:] or "rc=%s" % d.get("rc"))
+        except (ValueError, IndexError, AttributeError):
+            pass
+    for key in ("msg", "stderr", "reason"):
+        m = re.search(r"^\s*%s:\s*(?:[|>][-+]?\s*\n\s*)?(.+)$" % key, block, re.M)
+        if m and m.group(1).strip() not in ("''", '""'):
+            return m.group(1).strip().strip("'\"")
+    return block.splitlines()[0] if block else ""
+
+
+def playbook_outcome(text):
+    """One line for a phase's ansible-playbook output: the task that failed and why, or else the last message a
+    task printed and the PLAY RECAP counts. Never the PLAY/TASK banners (the full output is in the phase's log)."""
+    text = text or ""
+    m = _FATAL.search(text)
+    if m:
+        tasks = [t for t in _TASK.finditer(text[:m.start()])]
+        task = tasks[-1].group(1) if tasks else "?"
+        rest = text[m.end():]
+        nxt = re.search(r"^\S", rest, re.M)
+        block = m.group(3) + "\n" + (rest[:nxt.start()] if nxt else rest)
+        return _one_line("task “%s” %s on %s: %s" % (task, "unreachable" if m.group(2) == "UNREACHABLE" else "failed",
+                                                    m.group(1), _ansible_msg(block)))
+    recap = _RECAP.findall(text)
+    if recap or _TASK.search(text):
+        msgs = re.findall(r"^\s*msg:\s*(?:[|>][-+]?\s*\n\s*)?(.+)$", text, re.M)
+        msgs += [x.group(1) for x in re.finditer(r'"msg": "([^"]+)"', text)]
+        if msgs:        # what the playbook said last, and the counts in short
+            counts = "%d host%s, %d changed" % (len(recap), "" if len(recap) == 1 else "s",
+                                                sum(int(x[2]) for x in recap)) if recap else ""
+            return _one_line(_one_line(msgs[-1].strip(), 160) + (" (%s)" % counts if counts else ""))
+        return _one_line("; ".join("%s: %s ok, %s changed%s" % (h, ok, ch, (", %s unreachable" % un if un != "0" else "")
+                                                              + (", %s failed" % fa if fa != "0" else ""))
+                                   for h, ok, ch, un, fa in recap))
+    lines = [ln.strip() for ln in text.splitlines()
+             if ln.strip() and not ln.lstrip().startswith(_ANSIBLE_NOISE) and set(ln.strip()) != {"*"}]
+    return _one_line(lines[-1] if lines else "")
+
+
+def outcome(value):
+    """The one-line outcome of a phase from what its function returned."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return playbook_outcome(value)
+    if isinstance(value, dict) and "summary" in value:
+        return _one_line(str(value["summary"]).splitlines()[0] if value["summary"] else "")
+    if isinstance(value, subprocess.CompletedProcess):
+        return _one_line("rc %d: %s" % (value.returncode, shlex.join(str(a) for a in value.args)))
+    return ""
 
 
 class Phases:
-    """Timed phases; the first phase's start is the declaration of the disaster unless marked otherwise."""
+    """Timed phases. Each phase keeps a one-line ``detail`` (its outcome: the message of the task that failed,
+    or what it did) and, with ``log_dir``, the full output of the commands it ran in a log file whose path
+    relative to the report (``log_prefix``/NN-name.log) is the phase's ``log``."""
 
-    def __init__(self):
+    def __init__(self, log_dir=None, log_prefix=None):
         self.items = []
+        self.log_dir = Path(log_dir) if log_dir else None
+        self.log_prefix = log_prefix if log_prefix is not None else (self.log_dir.name if self.log_dir else "")
 
     def run(self, name, label, fn, *a, **kw):
         p = {"name": name, "label": label, "start": time.time(), "ok": False, "detail": ""}
         self.items.append(p)
+        captured = []
+        _CAPTURE.append(captured)
+        error = None
         try:
             out = fn(*a, **kw)
             p["ok"] = True
-            if isinstance(out, str):
-                p["detail"] = out
+            p["detail"] = outcome(out)
+            if isinstance(out, str) and not captured:
+                captured.append((None, out))
             return out
         except Exception as e:  # noqa: BLE001 - recorded in the report, then re-raised
-            p["detail"] = "%s: %s" % (type(e).__name__, e)
+            error = "%s: %s" % (type(e).__name__, e)
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            p["detail"] = _one_line("%s: %s" % (type(e).__name__, getattr(e, "outcome", None) or first))
             raise
         finally:
             p["end"] = time.time()
             p["seconds"] = round(p["end"] - p["start"], 3)
+            _CAPTURE.remove(captured)
+            self._log(p, captured, error)
+
+    def _log(self, p, captured, error):
+        if self.log_dir is None or not (captured or error):
+            return
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        fname = "%02d-%s.log" % (len(self.items), re.sub(r"[^A-Za-z0-9_.-]+", "-", p["name"]))
+        lines = ["# phase %s — %s" % (p["name"], p["label"]),
+                 "# start %s, end %s, %.3f s, %s" % (report.iso(p["start"]), report.iso(p["end"]), p["seconds"],
+                                                      "ok" if p["ok"] else "FAILED"),
+                 "# outcome: %s" % p["detail"], ""]
+        for command, output in captured:
+            if command:
+                lines.append("$ %s" % command)
+            lines.append(output.rstrip("\n"))
+            lines.append("")
+        if error:
+            lines += ["# error", error]
+        (self.log_dir / fname).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        p["log"] = "%s/%s" % (self.log_prefix, fname) if self.log_prefix else fname
+
+
+def commands(argvs, timeout=120, simultaneous=False):
+    """Run configured commands on the controller (check=True); their output goes to the log.
+
+    One after the other by default; ``simultaneous`` starts them all at once, as a disaster strikes
+    (the host and the room's uplink lost in the same instant, not one after a polite delay)."""
+    if simultaneous:
+        procs = [(argv, subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+                 for argv in argvs]
+        results = [(argv, p.communicate(timeout=timeout)[0], p.returncode) for argv, p in procs]
+    else:
+        results = []
+        for argv in argvs:
+            cp = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=timeout)
+            results.append((argv, (cp.stdout or "") + (cp.stderr or ""), cp.returncode))
+            if cp.returncode != 0:
+                break
+    for argv, out, rc in results:
+        _capture(shlex.join(argv), (out or "") + "(rc %d)" % rc)
+        if rc != 0:
+            raise subprocess.CalledProcessError(rc, argv, out)
+    return ("ran at once: " if simultaneous else "ran: ") + "; ".join(shlex.join(a) for a, _o, _r in results)
 
 
 def rto_from(phases, declared_at, available_phase):
@@ -109,7 +257,8 @@ def rto_from(phases, declared_at, available_phase):
 
 
 def rpo_from(last_acked_geo, newest_recovered):
-    """Seconds of acknowledged writes lost (0 when everything acknowledged was recovered)."""
+    """Seconds of acknowledged writes lost, at millisecond resolution (0 when everything acknowledged was
+    recovered; see rpo_figure for the case of a recovered write newer than the last acknowledgement)."""
     if last_acked_geo is None:
         return None
     if newest_recovered is None:
@@ -117,16 +266,127 @@ def rpo_from(last_acked_geo, newest_recovered):
     return round(max(0.0, float(last_acked_geo) - float(newest_recovered)), 3)
 
 
-def files_rpo(acked_files, newest_recovered):
-    """(seconds, note) for the heartbeat files: when not one of this drill's came back (nothing, or
-    only files of an earlier drill, which share the directory), everything since the first
-    acknowledged file was lost, so the heartbeat's lifetime is a lower bound (and the note says so)."""
-    if not acked_files:
-        return None, None
-    if newest_recovered is None or float(newest_recovered) < acked_files[0]:
-        return (rpo_from(acked_files[-1], acked_files[0]),
-                "no heartbeat file recovered: the file RPO is at least the heartbeat's lifetime")
-    return rpo_from(acked_files[-1], newest_recovered), None
+def rpo_figure(acked, newest_recovered, interval=None):
+    """One RPO figure from the heartbeats acknowledged at geo (their geo timestamps, oldest first) and the newest
+    one of this drill found in the recovered data: ``{"seconds", "measured", "bound"}`` plus the timestamps.
+
+    * measured: last acknowledged − newest recovered, ms resolution, floored at 0; when the recovered data has a
+      heartbeat newer than the last acknowledged one (committed at geo, its acknowledgement lost with the
+      disaster) the figure is 0 and ``ahead_seconds`` says by how much;
+    * nothing of this drill recovered: not measured, a lower bound (everything since the first acknowledged
+      heartbeat was lost, so at least the heartbeat's lifetime); the drill does not pass on a bound;
+    * nothing acknowledged: not measured, no figure."""
+    acked = [float(x) for x in acked or []]
+    fig = {"seconds": None, "measured": False, "bound": None,
+           "last_acked": acked[-1] if acked else None, "newest_recovered": newest_recovered}
+    if interval:
+        fig["resolution_seconds"] = float(interval)
+    if not acked:
+        fig["note"] = "no heartbeat was acknowledged at geo: not measured"
+        return fig
+    if newest_recovered is None or float(newest_recovered) < acked[0]:
+        fig.update(seconds=round(acked[-1] - acked[0], 3), bound="lower",
+                   note="no heartbeat of this drill was recovered: the RPO is at least the heartbeat's lifetime "
+                        "(a lower bound, not a measurement)")
+        return fig
+    raw = acked[-1] - float(newest_recovered)
+    fig.update(seconds=round(max(0.0, raw), 3), measured=True)
+    if raw < 0:
+        fig["ahead_seconds"] = round(-raw, 3)
+        fig["note"] = ("the newest recovered heartbeat is %.3f s newer than the last acknowledged one (committed at "
+                       "geo, acknowledgement lost in the disaster): nothing acknowledged was lost" % -raw)
+    return fig
+
+
+def assess(rpo, rto_seconds, targets, synchronous=False):
+    """Overall RPO, the verdicts and the level from the figures: only measured figures count.
+
+    ``rpo``: {"database": figure, "files": figure}. Returns {"rpo_overall", "rpo_seconds", "rto_met", "rpo_met",
+    "level"}; rpo_seconds is None unless every figure was measured."""
+    figs = [(k, f) for k, f in ((k, (rpo or {}).get(k)) for k in ("database", "files")) if f]
+    secs = [f["seconds"] for _, f in figs if f.get("seconds") is not None]
+    measured = bool(figs) and all(f.get("measured") for _, f in figs)
+    if measured:
+        overall = {"seconds": max(secs), "measured": True, "bound": None}
+    elif secs:
+        overall = {"seconds": max(secs), "measured": False, "bound": "lower"}
+    else:
+        overall = {"seconds": None, "measured": False, "bound": None}
+    rpo_seconds = overall["seconds"] if measured else None
+    rto_met = rto_seconds is not None and rto_seconds <= (targets.get("rto_seconds") or 0)
+    rpo_met = rpo_seconds is not None and rpo_seconds <= (targets.get("rpo_seconds") or 0)
+    why = None
+    if not measured:
+        parts = []
+        for k, f in figs:
+            if not f.get("measured"):
+                parts.append("%s RPO %s" % (k, ("≥ %s (lower bound)" % report.human_seconds(f["seconds"]))
+                                            if f.get("bound") == "lower" else "unknown"))
+        why = ("RPO not measured (%s): a bound is no measurement, so the drill does not pass on it and no "
+               "GB/T 20988 level is derived" % ("; ".join(parts) or "no heartbeat figures"))
+    level = gbt20988_level(rto_seconds, rpo_seconds, synchronous=synchronous, why_not=why)
+    return {"rpo_overall": overall, "rpo_seconds": rpo_seconds, "rto_met": rto_met, "rpo_met": rpo_met,
+            "level": level}
+
+
+# ------------------------------------------------------------------ what the drill did: disaster and replication
+_KILL = {"kill", "destroy", "sigkill", "-9", "--signal=kill", "crash", "poweroff-force"}
+_STOP = {"stop", "shutdown", "poweroff", "halt"}
+_PAUSE = {"pause", "freeze", "suspend"}
+_NET = {"tc", "nft", "iptables", "ip6tables", "ip", "bridge"}
+_CUT = {"down", "disconnect", "drop", "cut", "loss", "delete", "del", "blackhole"}
+
+
+def _argvs(cmd):
+    """A configured command as a list of argvs: one argv (list of words), a list of argvs, or a string."""
+    if not cmd:
+        return []
+    if isinstance(cmd, str):
+        return [shlex.split(cmd)]
+    if all(isinstance(c, (list, tuple)) for c in cmd):
+        return [[str(w) for w in c] for c in cmd if c]
+    return [[str(w) for w in cmd]]
+
+
+def command_method(argv):
+    """What one disaster command does, from its words: kill, stop, pause, wan-cut / net-cut, or its program."""
+    words = [w.lower() for w in argv]
+    toks = set(words) | {t for w in words for t in re.split(r"[^a-z0-9-]+", w) if t}
+    base = os.path.basename(words[0]) if words else ""
+    if base in ("kill", "pkill", "killall") or toks & _KILL:
+        return "kill"
+    network = base in _NET or "network" in toks or "link" in toks or "wan" in " ".join(words)
+    if network and (toks & _CUT or base in ("tc", "nft", "iptables", "ip6tables")):
+        return "wan-cut" if "wan" in " ".join(words) else "net-cut"
+    if toks & _STOP:
+        return "stop"
+    if toks & _PAUSE:
+        return "pause"
+    return base or "?"
+
+
+def disaster_method(cfg, scenario, mode):
+    """``{"method", "description", "commands"}`` of the disaster this drill makes, derived from the configuration."""
+    if mode != "destructive":
+        return {"method": "none", "commands": [],
+                "description": "non-destructive: nothing at geo is harmed; recovery into the scratch area at miyun"}
+    if scenario == "ransomware":
+        return {"method": "encrypt+drop-table", "commands": [],
+                "description": "%s files encrypted in place and table %s dropped at geo (playbooks/drill.yml "
+                               "phase attack)" % (cfg.get("ransomware_files", "?"), cfg.get("ransomware_table", "?"))}
+    argvs = _argvs((cfg.get("disaster_commands") or {}).get(scenario))
+    methods = []
+    for argv in argvs:
+        m = command_method(argv)
+        if m not in methods:
+            methods.append(m)
+    return {"method": "+".join(methods) or "not configured", "commands": [shlex.join(a) for a in argvs],
+            "description": "controller runs dr_drill.disaster_commands.%s" % scenario}
+
+
+def replication_info(cfg):
+    mode = str(cfg.get("replication_mode") or "async")
+    return {"mode": mode, "synchronous": mode in ("sync", "synchronous")}
 
 
 # ------------------------------------------------------------------ Ansible plumbing
@@ -146,9 +406,19 @@ def playbook(name, inventory, extra=None, timeout=3600):
     if extra:
         argv += ["-e", json.dumps(extra)]
     p = subprocess.run(argv, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=timeout)
+    _capture("ansible-playbook %s%s" % (name, (" -e '%s'" % json.dumps(extra)) if extra else ""),
+             p.stdout + (("\n# stderr\n" + p.stderr) if p.stderr.strip() else ""))
     if p.returncode != 0:
-        raise RuntimeError("%s failed (rc=%d): %s" % (name, p.returncode, (p.stdout + p.stderr)[-3000:]))
+        raise PlaybookFailed(name, p.returncode, p.stdout + p.stderr)
     return p.stdout
+
+
+class PlaybookFailed(RuntimeError):
+    """A playbook failed: ``outcome`` is the one-line reason (the task that failed), the message keeps the tail."""
+
+    def __init__(self, name, rc, output):
+        self.outcome = "%s failed (rc=%d): %s" % (name, rc, playbook_outcome(output) or "see the log")
+        super().__init__("%s failed (rc=%d): %s" % (name, rc, output[-3000:]))
 
 
 def host_vars(inventory, host, names):
@@ -286,12 +556,14 @@ def newest_recovered(inventory, where, drill_id):
 def run(scenario, mode, inventory, reports_dir):
     targets, cfg = load_config(inventory)
     drill_id = time.strftime("%Y%m%dT%H%M%S") + "-" + scenario
-    ph = Phases()
+    logs = "drill-%s-logs" % drill_id            # next to the report: reports/drill-<id>.html links into it
+    ph = Phases(Path(reports_dir) / logs, logs)
     verifies = []
     res = {"kind": "drill", "id": drill_id, "scenario": scenario, "scenario_label": SCENARIOS[scenario], "mode": mode,
            "started": time.time(), "targets": {"rto_seconds": targets.get("rto_seconds"),
                                                "rpo_seconds": targets.get("rpo_seconds")},
-           "phases": ph.items, "verify": verifies, "rpo": {}}
+           "disaster": disaster_method(cfg, scenario, mode), "replication": replication_info(cfg),
+           "logs": logs, "phases": ph.items, "verify": verifies, "rpo": {}}
     work = Path(reports_dir) / "drill-work"
     work.mkdir(parents=True, exist_ok=True)
     hb = None
@@ -309,9 +581,9 @@ def run(scenario, mode, inventory, reports_dir):
         warmup = cfg.get("heartbeat_warmup", 5)
         time.sleep(float(warmup.get(scenario, 5) if isinstance(warmup, dict) else warmup))
         if mode == "destructive" and scenario == "host-lost":
-            cmd = (cfg.get("disaster_commands") or {}).get("host-lost")
-            ph.run("disaster", "灾难: 主机断电 host lost", subprocess.run, cmd, check=True, capture_output=True,
-                   timeout=120)
+            cmds = _argvs((cfg.get("disaster_commands") or {}).get("host-lost"))
+            ph.run("disaster", "灾难: 主机损毁 host lost (%s)" % res["disaster"]["method"], commands, cmds, timeout=120,
+                   simultaneous=True)
             last_acked = hb.stop()
         elif mode == "destructive" and scenario == "ransomware":
             last_acked = hb.stop()
@@ -341,18 +613,22 @@ def run(scenario, mode, inventory, reports_dir):
         verifies.append({"stage": "after recovery (%s)" % where, "passed": v["passed"], "summary": v["summary"]})
         db_new, files_new = ph.run("service", "服务恢复 archive answers at %s" % where, newest_recovered,
                                    inventory, where, drill_id)
+        ph.items[-1]["detail"] = "newest heartbeat found: row %s, file %s" % (report.iso(db_new), report.iso(files_new))
         res["rto_seconds"] = rto_from(ph.items, declared, "service")
-        rpo_db = rpo_from(last_acked, db_new)
-        rpo_files, files_note = files_rpo(hb.acked_files, files_new)
-        res["rpo"] = {"db_seconds": rpo_db, "files_seconds": rpo_files, "last_acked_at_geo": report.iso(last_acked),
-                      "newest_db_recovered": report.iso(db_new), "newest_file_recovered": report.iso(files_new),
-                      "heartbeats_acked": len(hb.acked_db), "heartbeat_errors": hb.errors}
-        if files_note:
-            res["rpo"]["files_note"] = files_note
+        interval = cfg.get("heartbeat_interval", 1.0)
+        fig_db = rpo_figure(hb.acked_db, db_new, interval)
+        fig_files = rpo_figure(hb.acked_files, files_new, interval)
+        res["rpo"] = {"database": fig_db, "files": fig_files,
+                      # the flat figures of earlier reports: set only when measured (None = not measured)
+                      "db_seconds": fig_db["seconds"] if fig_db["measured"] else None,
+                      "files_seconds": fig_files["seconds"] if fig_files["measured"] else None,
+                      "last_acked_at_geo": report.iso(last_acked), "newest_db_recovered": report.iso(db_new),
+                      "newest_file_recovered": report.iso(files_new), "heartbeats_acked": len(hb.acked_db),
+                      "heartbeat_errors": hb.errors, "heartbeat_interval": interval}
         if mode == "destructive":
             if scenario == "host-lost" and (cfg.get("disaster_commands") or {}).get("host-back"):
-                ph.run("host-back", "geo 主机恢复 host back", subprocess.run, cfg["disaster_commands"]["host-back"],
-                       check=True, capture_output=True, timeout=300)
+                ph.run("host-back", "geo 主机恢复 host back", commands, _argvs(cfg["disaster_commands"]["host-back"]),
+                       timeout=300)
             fb_key = failback_key(cfg, scenario)
             fb_vars = dict(cfg.get("playbook_vars", {}).get(fb_key) or {})
             if scenario == "ransomware":
@@ -363,22 +639,22 @@ def run(scenario, mode, inventory, reports_dir):
             v = ph.run("verify-failback", "回切后四性检测 (geo)", verify, inventory, "geo", drill_id, work)
             verifies.append({"stage": "after failback (geo)", "passed": v["passed"], "summary": v["summary"]})
     except Exception as e:  # noqa: BLE001 - the report is written whatever happened
-        res["error"] = "%s: %s" % (type(e).__name__, e)
+        res["error"] = _one_line("%s: %s" % (type(e).__name__, getattr(e, "outcome", None) or e), 500)
     finally:
         if hb is not None and hb.is_alive():
             hb.stop()
     res["finished"] = time.time()
-    vals = [x for x in (res["rpo"].get("db_seconds"), res["rpo"].get("files_seconds")) if x is not None]
-    res["rpo_seconds"] = max(vals) if vals else None
     res.setdefault("rto_seconds", None)
-    res["rto_met"] = res["rto_seconds"] is not None and res["rto_seconds"] <= (targets.get("rto_seconds") or 0)
-    res["rpo_met"] = res["rpo_seconds"] is not None and res["rpo_seconds"] <= (targets.get("rpo_seconds") or 0)
-    res["level"] = gbt20988_level(res["rto_seconds"], res["rpo_seconds"],
-                                  synchronous=cfg.get("replication_mode") == "sync")
+    verdict = assess(res["rpo"], res["rto_seconds"], targets, synchronous=res["replication"]["synchronous"])
+    if res["rpo"]:
+        res["rpo"]["overall"] = verdict["rpo_overall"]
+    res.update(rpo_seconds=verdict["rpo_seconds"], rto_met=verdict["rto_met"], rpo_met=verdict["rpo_met"],
+               level=verdict["level"])
     res["passed"] = (not res.get("error") and all(p["ok"] for p in ph.items) and all(v["passed"] for v in verifies)
                      and res["rto_met"] and res["rpo_met"])
     if res.get("error"):
-        res["level"]["basis"] = "drill did not complete: " + res["error"][:500]
+        res["level"] = {"level": None, "note": "drill did not complete",
+                        "basis": "drill did not complete: " + res["error"][:500]}
     return res
 
 
@@ -395,10 +671,15 @@ def main(argv=None):
         print("%-16s %8.1f s  %s  %s" % (ph["name"], ph["seconds"], "ok" if ph["ok"] else "FAIL", ph["detail"][:120]))
     print("RTO %s (target %s)  RPO %s (target %s)  GB/T 20988 level %s" % (
         report.human_seconds(res["rto_seconds"]), report.human_seconds(res["targets"]["rto_seconds"]),
-        report.human_seconds(res["rpo_seconds"]), report.human_seconds(res["targets"]["rpo_seconds"]),
-        res["level"]["level"]))
+        report.figure_text(res["rpo"].get("overall")), report.human_seconds(res["targets"]["rpo_seconds"]),
+        report.DASH if res["level"]["level"] is None else res["level"]["level"]))
+    if res["level"]["level"] is None:
+        print("level: %s" % res["level"]["basis"])
     if res.get("error"):
         print("drill error: %s" % res["error"][:2000], file=sys.stderr)
+        for ph in res["phases"]:
+            if not ph["ok"] and ph.get("log"):
+                print("full output: %s" % (Path(a.reports) / ph["log"]), file=sys.stderr)
     print(json.dumps({k: str(v) for k, v in paths.items()}))
     print("drill report: %s (%s)" % (paths["html"], paths["md"]))
     return 0 if res["passed"] else 1

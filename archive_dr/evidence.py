@@ -107,14 +107,26 @@ def indicators(drills, inspections, targets, start, end):
         add("RTO 恢复时间 (最差一次演练)", "时效", rto_t, worst["rto_seconds"], worst["rto_seconds"] <= rto_t,
             report.human_seconds(rto_t), report.human_seconds(worst["rto_seconds"]), "drill %s" % worst["id"])
     else:
-        add("RTO 恢复时间", "时效", rto_t, None, None, report.human_seconds(rto_t), "本期无演练", "-")
+        add("RTO 恢复时间", "时效", rto_t, None, None, report.human_seconds(rto_t), "本期无演练", report.DASH)
     with_rpo = [d for d in drills if d.get("rpo_seconds") is not None]
-    if with_rpo:
-        worst = max(with_rpo, key=lambda d: d["rpo_seconds"])
-        add("RPO 数据丢失 (最差一次演练)", "时效", rpo_t, worst["rpo_seconds"], worst["rpo_seconds"] <= rpo_t,
-            report.human_seconds(rpo_t), report.human_seconds(worst["rpo_seconds"]), "drill %s" % worst["id"])
+    # drills whose RPO was not measured (only a lower bound, or nothing): they count against the indicator,
+    # never for it — the worst RPO of the period is unknown while one of them is there
+    unmeasured = [d for d in drills if d.get("rpo_seconds") is None and d.get("rto_seconds") is not None]
+    bounds = [rpo_bound(d) for d in unmeasured]
+    if with_rpo or unmeasured:
+        worst = max(with_rpo, key=lambda d: d["rpo_seconds"]) if with_rpo else None
+        met = worst["rpo_seconds"] <= rpo_t if worst else None
+        text = report.human_seconds(worst["rpo_seconds"]) if worst else "未实测 not measured"
+        source = "drill %s" % worst["id"] if worst else ""
+        if unmeasured:
+            text += "；%d 次演练 RPO 未实测 not measured (%s)" % (len(unmeasured), ", ".join(
+                "≥ %s" % report.human_seconds(b) if b is not None else "unknown" for b in bounds))
+            source = "; ".join(x for x in (source, "not measured: " + ", ".join(d["id"] for d in unmeasured)) if x)
+            met = False if any(b is not None and b > rpo_t for b in bounds) or met is False else None
+        add("RPO 数据丢失 (最差一次演练)", "时效", rpo_t, worst["rpo_seconds"] if worst else None, met,
+            report.human_seconds(rpo_t), text, source)
     else:
-        add("RPO 数据丢失", "时效", rpo_t, None, None, report.human_seconds(rpo_t), "本期无演练", "-")
+        add("RPO 数据丢失", "时效", rpo_t, None, None, report.human_seconds(rpo_t), "本期无演练", report.DASH)
     # backup success rate from the journal counts of each inspection
     ok = bad = 0
     for insp in inspections:
@@ -124,7 +136,7 @@ def indicators(drills, inspections, targets, start, end):
     rate = _pct(ok, ok + bad)
     t = targets.get("backup_success_rate_pct")
     add("备份作业成功率", "质量", t, rate, None if rate is None else rate >= t, "≥ %.1f%%" % t,
-        "-" if rate is None else "%.2f%% (%d/%d)" % (rate, ok, ok + bad), "%d inspections (journal)" % len(inspections))
+        report.DASH if rate is None else "%.2f%% (%d/%d)" % (rate, ok, ok + bad), "%d inspections (journal)" % len(inspections))
     # verification coverage
     covs = []
     for insp in inspections:
@@ -140,11 +152,11 @@ def indicators(drills, inspections, targets, start, end):
         add("校验覆盖率 (最低一次巡检)", "质量", t, low[0], low[0] >= t, "%.0f%%" % t, "%.0f%%" % low[0],
             "inspection %s" % low[1])
     else:
-        add("校验覆盖率", "质量", t, None, None, "%.0f%%" % t, "本期无巡检数据", "-")
+        add("校验覆盖率", "质量", t, None, None, "%.0f%%" % t, "本期无巡检数据", report.DASH)
     # restore tests
     t = targets.get("restore_tests_per_period", 1)
     add("恢复测试次数 (演练)", "数量", t, len(drills), len(drills) >= t, "≥ %d" % t, str(len(drills)),
-        ", ".join(d["id"] for d in drills) or "-")
+        ", ".join(d["id"] for d in drills) or report.DASH)
     checks = [v for d in drills for v in d.get("verify", [])]
     passed = sum(1 for v in checks if v.get("passed"))
     add("四性检测通过", "质量", len(checks), passed, passed == len(checks) if checks else None,
@@ -163,6 +175,12 @@ def indicators(drills, inspections, targets, start, end):
     return out, iss
 
 
+def rpo_bound(d):
+    """The lower bound of a drill's RPO when it was not measured (None when there is none)."""
+    overall = (d.get("rpo") or {}).get("overall") or {}
+    return overall.get("seconds") if overall.get("bound") == "lower" else None
+
+
 def build(reports_dir, start, end, targets):
     drills, inspections = collect(reports_dir, start, end)
     ind, iss = indicators(drills, inspections, targets, start, end)
@@ -175,7 +193,8 @@ def build(reports_dir, start, end, targets):
         "period": {"from": start.isoformat(), "to": end.isoformat()}, "generated": time.time(),
         "finished": time.time(), "targets": targets, "indicators": ind, "issues": iss,
         "drills": [{"id": d["id"], "scenario": d["scenario"], "mode": d.get("mode"), "rto_seconds": d.get("rto_seconds"),
-                    "rpo_seconds": d.get("rpo_seconds"), "rto_target": d["targets"].get("rto_seconds"),
+                    "rpo_seconds": d.get("rpo_seconds"), "rpo_bound": rpo_bound(d),
+                    "rto_target": d["targets"].get("rto_seconds"),
                     "rpo_target": d["targets"].get("rpo_seconds"), "passed": d.get("passed"),
                     "verify_total": len(d.get("verify", [])),
                     "verify_passed": sum(1 for v in d.get("verify", []) if v.get("passed")),
@@ -188,15 +207,18 @@ def build(reports_dir, start, end, targets):
     }
 
 
-def write(result, out_dir):
+def write(result, out_dir, pdf=None):
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for src in result.pop("_sources", []):
-        for ext in (".json", ".md", ".html"):
+        for ext in (".json", ".md", ".html", ".pdf"):
             p = Path(src).with_suffix(ext)
             if p.exists():
                 shutil.copy2(p, out_dir / p.name)
-    return report.write(result, out_dir)
+        logs = Path(src).with_name(Path(src).stem + "-logs")        # a drill's full phase logs
+        if logs.is_dir():
+            shutil.copytree(logs, out_dir / logs.name, dirs_exist_ok=True)
+    return report.write(result, out_dir, pdf=pdf)
 
 
 def main(argv=None):

@@ -18,8 +18,13 @@ import argparse
 import datetime as dt
 import html
 import json
+import math
 import os
+import re
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -34,7 +39,12 @@ _insp = load("dr_inspect")
 
 SEV_ORDER = {"critical": 0, "warning": 1, "info": 2}
 COLORS = {"ok": "#2e7d32", "warn": "#ef6c00", "crit": "#c62828", "grid": "#d0d7de", "text": "#1f2328",
-          "muted": "#656d76", "bar": "#0969da", "forecast": "#8250df"}
+          "muted": "#656d76", "bar": "#0969da", "forecast": "#8250df", "none": "#8c959f", "declare": "#0969da"}
+DASH = "—"                       # what a missing value shows as, everywhere (never "None")
+# The CJK fonts the pages ask for, in order (fonts-noto-cjk on Debian; WenQuanYi where that is installed).
+FONT_STACK = ('"Noto Sans CJK SC", "Noto Sans CJK", "Source Han Sans SC", "WenQuanYi Micro Hei", '
+              '"WenQuanYi Zen Hei", sans-serif')
+SVG_FONT = FONT_STACK.replace('"', "'")
 
 
 # ------------------------------------------------------------------ formatting
@@ -44,13 +54,28 @@ def _none(v):
 
 def iso(ts):
     if _none(ts):
-        return "-"
+        return DASH
     return dt.datetime.fromtimestamp(float(ts), dt.timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M:%S %z")
+
+
+def iso_ms(ts):
+    """A timestamp with milliseconds (RPO figures are measured at that resolution)."""
+    if _none(ts):
+        return DASH
+    d = dt.datetime.fromtimestamp(float(ts), dt.timezone.utc).astimezone()
+    return d.strftime("%Y-%m-%d %H:%M:%S.") + "%03d" % (d.microsecond // 1000) + d.strftime(" %z")
+
+
+def hms(ts):
+    """The time of day of a timestamp (the date is in the report's header)."""
+    if _none(ts):
+        return DASH
+    return dt.datetime.fromtimestamp(float(ts), dt.timezone.utc).astimezone().strftime("%H:%M:%S")
 
 
 def human_bytes(n):
     if _none(n):
-        return "-"
+        return DASH
     n = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
         if abs(n) < 1024 or unit == "PiB":
@@ -60,9 +85,18 @@ def human_bytes(n):
 
 
 def human_seconds(s):
+    """Seconds for a reader: sub-second figures keep their milliseconds (no rounding to whole seconds)."""
     if _none(s):
-        return "-"
+        return DASH
     s = float(s)
+    if s == 0:
+        return "0 s"
+    if abs(s) < 0.001:
+        return "%.0f µs" % (s * 1e6)
+    if abs(s) < 1:
+        return "%.3f s" % s
+    if abs(s) < 10:
+        return "%.2f s" % s
     if abs(s) < 120:
         return "%.1f s" % s
     if abs(s) < 7200:
@@ -72,83 +106,316 @@ def human_seconds(s):
     return "%.1f d" % (s / 86400)
 
 
+def figure_text(fig):
+    """An RPO figure ({"seconds", "measured", "bound"}, or a bare number from an older report) for a reader."""
+    if isinstance(fig, (int, float)):
+        return human_seconds(fig)
+    if not isinstance(fig, dict) or _none(fig.get("seconds")):
+        return "未测 not measured"
+    if fig.get("measured"):
+        return human_seconds(fig["seconds"])
+    if fig.get("bound") == "lower":
+        return "≥ %s（下限，未实测 lower bound, not measured）" % human_seconds(fig["seconds"])
+    return "未测 not measured"
+
+
 def _e(s):
-    return html.escape(str(s), quote=True)
+    return html.escape(str(DASH if s is None else s), quote=True)
+
+
+def _finalize(v):
+    return DASH if _none(v) else v
+
+
+# ------------------------------------------------------------------ metric names -> words (inspection)
+REPLICA_JOBS = {"files": ("文件副本", "the file replica"),
+                "pgbackrest": ("数据库备份副本", "the pgBackRest repository copy"),
+                "restic": ("文件备份副本", "the restic repository copy")}
+# name -> (Chinese, English, unit); {zh}/{en} stand for the job (label "job") in words.
+METRIC_LABELS = {
+    "archive_dr_replica_age_seconds": ("{zh}距上次成功同步", "age of {en}'s last successful pull", "seconds"),
+    "archive_dr_replica_stale": ("{zh}同步过期", "{en} overdue (dead-man)", "flag"),
+    "archive_dr_replica_last_success_timestamp_seconds": ("{zh}上次成功同步", "last successful pull of {en}",
+                                                          "timestamp"),
+    "archive_dr_replica_last_outcome_success": ("{zh}最近一次同步成功", "last pull of {en} succeeded", "flag"),
+    "archive_dr_replica_consecutive_failures": ("{zh}连续失败次数", "failed pulls of {en} since its last success",
+                                                "count"),
+    "archive_dr_replica_snapshots": ("{zh}只读快照数", "read-only snapshots of {en}", "count"),
+    "archive_dr_replica_last_snapshot_timestamp_seconds": ("{zh}最新快照", "newest snapshot of {en}", "timestamp"),
+    "archive_dr_replica_last_pull_bytes_received": ("{zh}上次同步接收", "bytes the last pull of {en} received",
+                                                    "bytes"),
+    "archive_dr_replica_standby_lag_seconds": ("热备库回放落后", "standby replay behind the primary", "seconds"),
+    "archive_dr_replica_standby_lag_bytes": ("热备库未回放的 WAL", "WAL not yet received or replayed by the standby",
+                                             "bytes"),
+    "archive_dr_replica_standby_stale": ("热备库过期或未流复制", "standby stale or not streaming (dead-man)", "flag"),
+    "archive_dr_replica_standby_streaming": ("热备库流复制中", "standby streaming", "flag"),
+    "archive_dr_replica_standby_in_recovery": ("热备库处于备库状态", "standby still a standby (not promoted)", "flag"),
+}
+_METRIC_ITEM = re.compile(r"^(archive_dr_[a-z0-9_]+)(?:\{(.*)\})?$")
+
+
+def metric_unit(name):
+    spec = METRIC_LABELS.get(name)
+    if spec:
+        return spec[2]
+    return ("timestamp" if name.endswith("_timestamp_seconds") else "seconds" if name.endswith("_seconds")
+            else "bytes" if name.endswith("_bytes") else "value")
+
+
+def metric_label(name, labels=None, short=False):
+    """Words for a Prometheus series: the label table, else the name spelled out (never the raw series).
+    ``short``: the Chinese words only (chart rows), when the table has them."""
+    labels = dict(labels or {})
+    job = labels.pop("job", None)
+    spec = METRIC_LABELS.get(name)
+    if spec:
+        zh, en = REPLICA_JOBS.get(job, (("作业 %s " % job) if job else "", ("the %s job" % job) if job else "the job"))
+        text = spec[0].format(zh=zh, en=en) if short else "%s %s" % (spec[0].format(zh=zh, en=en),
+                                                                      spec[1].format(zh=zh, en=en))
+    else:
+        words = re.sub(r"^archive_dr_", "", name)
+        words = re.sub(r"_(timestamp_seconds|seconds|bytes|total)$", "", words).replace("_", " ")
+        unit = metric_unit(name)
+        text = words + ("" if unit == "value" else " (%s)" % unit) + ((" of job %s" % job) if job else "")
+    if labels:
+        text += " (%s)" % ", ".join("%s %s" % kv for kv in sorted(labels.items()))
+    return text
+
+
+def metric_value(name, v):
+    """A gauge's value in its unit's words."""
+    if _none(v):
+        return DASH
+    unit = metric_unit(name)
+    v = float(v)
+    if unit == "seconds":
+        return "从未 never" if v < 0 else human_seconds(v)
+    if unit == "timestamp":
+        return "从未 never" if v <= 0 else iso(v)
+    if unit == "bytes":
+        return human_bytes(v)
+    if unit == "flag":
+        return "是 yes" if v >= 0.5 else "否 no"
+    if unit == "count":
+        return "%d" % v
+    return "%g" % v
+
+
+def parse_metric_item(item):
+    """``name{k=v,...}`` (how dr_inspect names a gauge in a finding) -> (name, labels) or None."""
+    m = _METRIC_ITEM.match(str(item or ""))
+    if not m:
+        return None
+    labels = dict(kv.split("=", 1) for kv in (m.group(2) or "").split(",") if "=" in kv)
+    return m.group(1), labels
+
+
+def finding_item(f):
+    parsed = parse_metric_item(f.get("item"))
+    return metric_label(*parsed) if parsed else f.get("item")
+
+
+def finding_message(f):
+    """A finding's message; one about a gauge is said in words (label, value and threshold in their unit)."""
+    parsed = parse_metric_item(f.get("item"))
+    if parsed and not _none(f.get("value")) and not _none(f.get("threshold")):
+        name, labels = parsed
+        return "%s：%s，超过阈值 above %s" % (metric_label(name, labels), metric_value(name, f["value"]),
+                                          metric_value(name, f["threshold"]))
+    return f.get("message")
+
+
+def pg_state(x):
+    """A PostgreSQL cluster's replication state in words. Lag is WAL bytes, not the age of the last replayed
+    transaction: an idle primary commits nothing, so a standby that replayed everything it received is caught up."""
+    if x.get("error"):
+        return "查询失败 query failed: %s" % x["error"]
+    if "in_recovery" not in x:
+        return x.get("status") or DASH
+    if x["in_recovery"]:
+        recv = x.get("wal_receiver")
+        gap = x.get("replay_gap_bytes")
+        s = "备库 standby · WAL 接收 receiver %s" % (recv or "未运行 not running")
+        if gap is None:
+            return s + " · 回放差距未知 replay gap unknown"
+        if gap <= 0:
+            return s + " · 已追平 caught up (all WAL received has been replayed)"
+        return s + " · 落后 behind: %s received, not yet replayed" % human_bytes(gap)
+    reps = x.get("replicas") or []
+    if not reps:
+        return "主库 primary · 无备库 no standby connected"
+    parts = []
+    for r in reps:
+        lag = r.get("lag_bytes")
+        parts.append("%s %s, %s" % (r.get("name") or r.get("client") or "?", r.get("state") or DASH,
+                                    "已追平 caught up" if lag is not None and float(lag) <= 0 else
+                                    ("落后 %s behind" % human_bytes(lag)) if lag is not None else "lag unknown"))
+    return "主库 primary · 备库 standby: " + "; ".join(parts)
 
 
 # ------------------------------------------------------------------ SVG charts
-def svg_timeline(phases, rto_target=None, title="Drill phases vs RTO target"):
-    """Gantt-like bars of phases (seconds from declaration) with the RTO target as a line."""
+def _svg_open(cls, w, h, title, size=12):
+    return ['<svg xmlns="http://www.w3.org/2000/svg" class="chart %s" role="img" width="%d" height="%d" '
+            'viewBox="0 0 %d %d" font-family="%s" font-size="%d">' % (cls, w, h, w, h, SVG_FONT, size),
+            '<title>%s</title>' % _e(title),
+            '<text x="4" y="16" font-weight="bold" fill="%s">%s</text>' % (COLORS["text"], _e(title))]
+
+
+def svg_timeline(phases, rto_target=None, title="Drill phases", declared=None, rto_end=None):
+    """Gantt-like bars of the phases on a linear axis zoomed to the drill (from its first phase), the declaration
+    and the end of the RTO marked. The RTO target is drawn on the axis when it is within 3× the drill's span;
+    beyond that it would squash the phases into slivers, so the chart names it at the right edge instead."""
     phases = [p for p in phases if p.get("seconds") is not None]
     t0 = min((p["start"] for p in phases), default=0)
     end = max((p["end"] - t0 for p in phases), default=0)
-    span = max(end, float(rto_target or 0), 1.0) * 1.08
-    label_w, chart_w, row_h, top = 230, 560, 26, 34
-    h = top + row_h * len(phases) + 40
+    target = float(rto_target) if rto_target else None
+    on_scale = target is not None and target + ((declared - t0) if declared else 0) <= 3 * max(end, 1.0)
+    span = max(end, (target + ((declared - t0) if declared else 0)) if on_scale else 0, 1.0) * 1.06
+    label_w, chart_w, row_h, top = 270, 520, 26, 40
+    h = top + row_h * len(phases) + 44
     w = label_w + chart_w + 90
     sx = lambda v: label_w + chart_w * (v / span)  # noqa: E731
-    out = ['<svg xmlns="http://www.w3.org/2000/svg" class="chart timeline" role="img" width="%d" height="%d" '
-           'viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">' % (w, h, w, h),
-           '<title>%s</title>' % _e(title),
-           '<text x="4" y="16" font-weight="bold" fill="%s">%s</text>' % (COLORS["text"], _e(title))]
+    out = _svg_open("timeline", w, h, title)
     for i in range(6):
         v = span * i / 5
         x = sx(v)
-        out.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="%s"/>' % (x, top - 6, x, h - 30, COLORS["grid"]))
+        out.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="%s"/>' % (x, top - 6, x, h - 34, COLORS["grid"]))
         out.append('<text x="%.1f" y="%d" text-anchor="middle" fill="%s">%s</text>'
-                   % (x, h - 14, COLORS["muted"], _e(human_seconds(v))))
+                   % (x, h - 20, COLORS["muted"], _e(human_seconds(v))))
+    out.append('<text x="%d" y="%d" fill="%s">自演练开始 since drill start (linear, zoomed to the drill)</text>'
+               % (label_w, h - 4, COLORS["muted"]))
     for i, p in enumerate(phases):
         y = top + i * row_h
         x0, x1 = sx(p["start"] - t0), sx(p["end"] - t0)
         color = COLORS["ok"] if p.get("ok", True) else COLORS["crit"]
         out.append('<text x="4" y="%d" fill="%s">%s</text>' % (y + 15, COLORS["text"], _e(p.get("label") or p["name"])))
         out.append('<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s" rx="2"><title>%s: %s</title></rect>'
-                   % (x0, y + 3, max(x1 - x0, 1.5), row_h - 8, color, _e(p["name"]), _e(human_seconds(p["seconds"]))))
-        out.append('<text x="%.1f" y="%d" fill="%s">%s</text>' % (x1 + 4, y + 15, COLORS["muted"],
+                   % (x0, y + 3, max(x1 - x0, 2.0), row_h - 8, color, _e(p["name"]), _e(human_seconds(p["seconds"]))))
+        out.append('<text x="%.1f" y="%d" fill="%s">%s</text>' % (max(x1, x0 + 2) + 4, y + 15, COLORS["muted"],
                                                                  _e(human_seconds(p["seconds"]))))
-    if rto_target:
-        x = sx(float(rto_target))
-        out.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="%s" stroke-width="2" stroke-dasharray="6 4"/>'
-                   % (x, top - 10, x, h - 30, COLORS["crit"]))
-        out.append('<text x="%.1f" y="%d" text-anchor="end" fill="%s">RTO target %s</text>'
-                   % (x - 4, top - 12, COLORS["crit"], _e(human_seconds(rto_target))))
+    if declared is not None:
+        x = sx(declared - t0)
+        out.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="%s" stroke-width="1.5" stroke-dasharray="3 3"/>'
+                   % (x, top - 14, x, h - 34, COLORS["declare"]))
+        out.append('<text x="%.1f" y="%d" text-anchor="middle" fill="%s">宣告 declared</text>'
+                   % (x, top - 16, COLORS["declare"]))
+        if rto_end is not None:
+            xe = sx(declared - t0 + float(rto_end))
+            out.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="%s" stroke-width="1.5"/>'
+                       % (x, top - 8, xe, top - 8, COLORS["declare"]))
+            out.append('<text x="%.1f" y="%d" fill="%s">RTO %s</text>' % (xe + 4, top - 4, COLORS["declare"],
+                                                                         _e(human_seconds(rto_end))))
+    if target is not None:
+        if on_scale:
+            x = sx(target + ((declared - t0) if declared is not None else 0))
+            out.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="%s" stroke-width="2" '
+                       'stroke-dasharray="6 4"/>' % (x, top - 10, x, h - 34, COLORS["crit"]))
+            out.append('<text x="%.1f" y="%d" text-anchor="end" fill="%s">RTO target %s</text>'
+                       % (x - 4, 30, COLORS["crit"], _e(human_seconds(target))))
+        else:
+            out.append('<text x="%d" y="%d" text-anchor="end" fill="%s">RTO target %s → off this axis (%.0f× the '
+                       'drill)</text>' % (w - 6, 16, COLORS["crit"], _e(human_seconds(target)),
+                                          target / max(end, 1e-3)))
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+_NICE = [0.001, 0.01, 0.1, 1, 10, 60, 600, 3600, 6 * 3600, 86400, 7 * 86400, 30 * 86400, 365 * 86400]
+
+
+def svg_vs_target(items, title="Measured vs target"):
+    """Measured seconds against their targets on a logarithmic axis, so 8 s and a 4 h target are both
+    readable. Item: {"label", "value", "target", "bound": None|"lower", "measured": bool}; 0 sits at the
+    axis' left end and says "0 s"; an unmeasured figure shows as such (a lower bound with "≥")."""
+    vals = [float(v) for it in items for v in (it.get("value"), it.get("target")) if v is not None and float(v) > 0]
+    lo = min([0.1] + [v / 2 for v in vals])
+    hi = max([60.0] + [v * 2 for v in vals])
+    lo = max([n for n in _NICE if n <= lo] or [_NICE[0]])
+    hi = min([n for n in _NICE if n >= hi] or [_NICE[-1]])
+    label_w, chart_w, row_h, top = 250, 440, 30, 34
+    h = top + row_h * max(len(items), 1) + 44
+    w = label_w + chart_w + 330
+    lg = math.log10
+
+    def sx(v):
+        v = min(max(float(v), lo), hi)
+        return label_w + chart_w * (lg(v) - lg(lo)) / (lg(hi) - lg(lo))
+
+    out = _svg_open("vs-target", w, h, title)
+    for n in _NICE:
+        if lo <= n <= hi:
+            x = sx(n)
+            out.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="%s"/>' % (x, top - 4, x, h - 34,
+                                                                                  COLORS["grid"]))
+            out.append('<text x="%.1f" y="%d" text-anchor="middle" fill="%s">%s</text>'
+                       % (x, h - 20, COLORS["muted"], _e(human_seconds(n))))
+    out.append('<text x="%d" y="%d" fill="%s">对数刻度 logarithmic scale · 红线 = 目标 red mark = target</text>'
+               % (label_w, h - 4, COLORS["muted"]))
+    if not items:
+        out.append('<text x="4" y="%d" fill="%s">无数据 no data</text>' % (top + 16, COLORS["muted"]))
+    for i, it in enumerate(items):
+        y = top + i * row_h
+        v, t = it.get("value"), it.get("target")
+        out.append('<text x="4" y="%d" fill="%s">%s</text>' % (y + 18, COLORS["text"], _e(it["label"])))
+        measured = it.get("measured", v is not None)
+        if v is None:
+            out.append('<text x="%d" y="%d" fill="%s">未测 not measured</text>' % (label_w + 4, y + 18, COLORS["none"]))
+            text = "未测 not measured"
+        else:
+            met = t is not None and measured and float(v) <= float(t)
+            color = (COLORS["ok"] if met else COLORS["crit"]) if measured else COLORS["none"]
+            x = sx(v) if float(v) > 0 else label_w + 3
+            out.append('<rect x="%d" y="%d" width="%.1f" height="%d" fill="%s" rx="2"%s><title>%s</title></rect>'
+                       % (label_w, y + 6, max(x - label_w, 3), row_h - 12, color,
+                          "" if measured else ' fill-opacity="0.45"', _e(it["label"])))
+            if not measured:
+                out.append('<text x="%.1f" y="%d" fill="%s">▶</text>' % (x + 1, y + 19, COLORS["none"]))
+            text = (human_seconds(v) if measured else "≥ %s lower bound, not measured" % human_seconds(v))
+        if t is not None:
+            xt = sx(t)
+            out.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="%s" stroke-width="2.5"/>'
+                       % (xt, y + 2, xt, y + row_h - 2, COLORS["crit"]))
+        out.append('<text x="%d" y="%d" fill="%s">%s / 目标 %s</text>'
+                   % (label_w + chart_w + 8, y + 18, COLORS["muted"], _e(text), _e(human_seconds(t))))
     out.append("</svg>")
     return "\n".join(out)
 
 
 def svg_age_bars(items, title="Age vs threshold"):
-    """One bar per item: age as a fraction of its threshold (line at 100 %)."""
-    label_w, chart_w, row_h, top = 300, 420, 22, 30
+    """One bar per item: age as a fraction of its threshold (line at 100 %). An item that never ran is red,
+    unless it is not due yet (``pending``: grey)."""
+    label_w, chart_w, row_h, top = 330, 400, 22, 30
     h = top + row_h * max(len(items), 1) + 30
-    w = label_w + chart_w + 150
+    w = label_w + chart_w + 170
     cap = 1.5
     sx = lambda r: label_w + chart_w * min(r, cap) / cap  # noqa: E731
-    out = ['<svg xmlns="http://www.w3.org/2000/svg" class="chart ages" role="img" width="%d" height="%d" '
-           'viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">' % (w, h, w, h),
-           '<title>%s</title>' % _e(title),
-           '<text x="4" y="16" font-weight="bold" fill="%s">%s</text>' % (COLORS["text"], _e(title))]
+    out = _svg_open("ages", w, h, title)
     if not items:
-        out.append('<text x="4" y="%d" fill="%s">no data</text>' % (top + 14, COLORS["muted"]))
+        out.append('<text x="4" y="%d" fill="%s">无数据 no data</text>' % (top + 14, COLORS["muted"]))
     for i, it in enumerate(items):
         y = top + i * row_h
         age, thr = it.get("age"), it.get("threshold")
         out.append('<text x="4" y="%d" fill="%s">%s</text>' % (y + 14, COLORS["text"], _e(it["label"])))
-        if age is None:
-            out.append('<rect x="%d" y="%d" width="%d" height="%d" fill="%s"/>' % (label_w, y + 3, chart_w, row_h - 7,
-                                                                                     COLORS["crit"]))
-            out.append('<text x="%d" y="%d" fill="#fff">never</text>' % (label_w + 6, y + 14))
+        if age is None or age < 0:
+            pending = it.get("pending")
+            out.append('<rect x="%d" y="%d" width="%d" height="%d" fill="%s"/>' % (
+                label_w, y + 3, chart_w if not pending else chart_w // 3, row_h - 7,
+                COLORS["none"] if pending else COLORS["crit"]))
+            out.append('<text x="%d" y="%d" fill="#fff">%s</text>' % (label_w + 6, y + 14,
+                                                                     "尚未到期 not due yet" if pending else "从未 never"))
             continue
         r = age / thr if thr else 0
         color = COLORS["ok"] if r < 0.8 else COLORS["warn"] if r <= 1 else COLORS["crit"]
         out.append('<rect x="%d" y="%d" width="%.1f" height="%d" fill="%s" rx="2"><title>%s</title></rect>'
-                   % (label_w, y + 3, max(sx(r) - label_w, 1.5), row_h - 7, color, _e(it["label"])))
+                   % (label_w, y + 3, max(sx(r) - label_w, 2.0), row_h - 7, color, _e(it["label"])))
+        fmt = it.get("fmt") or human_seconds
         out.append('<text x="%d" y="%d" fill="%s">%s / %s</text>' % (label_w + chart_w + 6, y + 14, COLORS["muted"],
-                                                                     _e(human_seconds(age)),
-                                                                     _e(human_seconds(thr) if thr else "-")))
+                                                                     _e(fmt(age)), _e(fmt(thr) if thr else DASH)))
     x1 = sx(1.0)
     out.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="%s" stroke-dasharray="4 3"/>'
                % (x1, top - 4, x1, h - 24, COLORS["crit"]))
-    out.append('<text x="%.1f" y="%d" text-anchor="middle" fill="%s">threshold</text>' % (x1, h - 8, COLORS["crit"]))
+    out.append('<text x="%.1f" y="%d" text-anchor="middle" fill="%s">阈值 threshold</text>'
+               % (x1, h - 8, COLORS["crit"]))
     out.append("</svg>")
     return "\n".join(out)
 
@@ -169,10 +436,7 @@ def svg_capacity(series, title):
     tmin, tmax = t_first, max(horizon, t_first + 1)
     sx = lambda t: left + (w - left - right) * (t - tmin) / (tmax - tmin)  # noqa: E731
     sy = lambda u: top + (h - top - bottom) * (1 - u / cap)  # noqa: E731
-    out = ['<svg xmlns="http://www.w3.org/2000/svg" class="chart capacity" role="img" width="%d" height="%d" '
-           'viewBox="0 0 %d %d" font-family="sans-serif" font-size="11">' % (w, h, w, h),
-           '<title>%s</title>' % _e(title),
-           '<text x="4" y="16" font-weight="bold" font-size="12" fill="%s">%s</text>' % (COLORS["text"], _e(title))]
+    out = _svg_open("capacity", w, h, title, size=11)
     for i in range(5):
         u = cap * i / 4
         y = sy(u)
@@ -285,60 +549,167 @@ def build_inspection(raw, history_path=None, now=None, keep_days=400):
 # ------------------------------------------------------------------ rendering
 def _env():
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=False,
-                             trim_blocks=True, lstrip_blocks=True, undefined=jinja2.ChainableUndefined)
-    env.filters.update(iso=iso, bytes=human_bytes, secs=human_seconds, e=_e,
-                       pct=lambda v: "-" if _none(v) else "%.1f%%" % v,
-                       md=lambda s: str(s).replace("|", "\\|").replace("\n", " "))
+                             trim_blocks=True, lstrip_blocks=True, undefined=jinja2.ChainableUndefined,
+                             finalize=_finalize)
+    env.filters.update(iso=iso, iso_ms=iso_ms, hms=hms, bytes=human_bytes, secs=human_seconds, e=_e, fig=figure_text,
+                       pct=lambda v: DASH if _none(v) else "%.1f%%" % v,
+                       dash=lambda v: DASH if _none(v) or v == "" else v,
+                       md=lambda s: str(DASH if _none(s) else s).replace("|", "\\|").replace("\n", " "),
+                       metric=lambda x: metric_label(x.get("metric"), x.get("labels")),
+                       metric_value=metric_value, finding_item=finding_item, finding_message=finding_message,
+                       pg_state=pg_state)
     return env
+
+
+def drill_view(r):
+    """What the drill templates show, computed once: the summary lines and one row per phase."""
+    declared = r.get("declared")
+    rows = []
+    for p in r.get("phases") or []:
+        since = None
+        if declared is not None and p.get("end") is not None:
+            since = human_seconds(p["end"] - declared) if p["end"] >= declared - 1e-6 else "宣告前 before"
+        rows.append({"label": p.get("label") or p.get("name"), "name": p.get("name"), "start": p.get("start"),
+                     "seconds": p.get("seconds"), "since": since if declared is not None else (
+                         human_seconds(p["end"] - r["phases"][0]["start"]) if p.get("end") is not None else DASH),
+                     "ok": p.get("ok"), "detail": p.get("detail") or DASH, "log": p.get("log")})
+    rpo = r.get("rpo") or {}
+    figs = []
+    for key, zh in (("database", "数据库 database"), ("files", "文件 files")):
+        f = rpo.get(key)
+        if f is None and ("db_seconds" if key == "database" else "files_seconds") in rpo:   # an older report
+            v = rpo.get("db_seconds" if key == "database" else "files_seconds")
+            f = {"seconds": v, "measured": v is not None, "bound": None}
+        if f is not None:
+            figs.append(dict(f, key=key, label=zh, text=figure_text(f)))
+    overall = rpo.get("overall") or ({"seconds": r.get("rpo_seconds"), "measured": r.get("rpo_seconds") is not None,
+                                      "bound": None})
+    level = r.get("level") or {}
+    since_title = ("自宣告起 since declaration (phase end)" if declared is not None
+                   else "自演练开始 since drill start (phase end)")
+    return {"rows": rows, "figures": figs, "overall": overall, "overall_text": figure_text(overall),
+            "since_title": since_title, "level": level.get("level"),
+            "level_text": ("第 %s 级 level %s" % (level["level"], level["level"])) if level.get("level") not in (
+                None, "") else "无 none", "disaster": r.get("disaster") or {}, "replication": r.get("replication") or {}}
 
 
 def charts(result):
     kind = result["kind"]
     out = {}
     if kind == "inspection":
-        items = [{"label": "%s %s" % (j["host"], j["job"]), "age": j["age"], "threshold": j.get("max_age")}
+        items = [{"label": "%s %s" % (j["host"], j["job"]), "age": j["age"], "threshold": j.get("max_age"),
+                  "pending": j.get("age") is None and j.get("first_due") is not None
+                  and float(j["first_due"]) + float(j.get("max_age") or 0) > float(result.get("finished") or 0)}
                  for j in result["jobs"] if j.get("max_age")]
-        out["jobs"] = svg_age_bars(items, "Backup / verify / pull jobs: age of last success vs threshold")
-        rep = [{"label": "%s %s" % (r["host"], r["metric"]), "age": r["value"], "threshold": r.get("crit") or r.get("warn")}
-               for r in result["replication"] if "metric" in r]
-        out["replication"] = svg_age_bars(rep, "Replication lags and ages vs threshold") if rep else ""
+        out["jobs"] = svg_age_bars(items, "备份、校验与拉取作业 jobs: age of the last success vs threshold")
+        rep = []
+        for r in result["replication"]:
+            if "metric" not in r or metric_unit(r["metric"]) not in ("seconds", "bytes"):
+                continue
+            unit = metric_unit(r["metric"])
+            rep.append({"label": "%s %s" % (r["host"], metric_label(r["metric"], r.get("labels"), short=True)),
+                        "age": r["value"], "threshold": r.get("crit") or r.get("warn"),
+                        "fmt": human_seconds if unit == "seconds" else human_bytes})
+        out["replication"] = svg_age_bars(rep, "复制 replication: lags and ages vs threshold") if rep else ""
         out["capacity"] = [svg_capacity(c, "%s %s" % (c["host"], c["mount_point"])) for c in result["capacity"]]
     elif kind == "drill":
+        v = drill_view(result)
         out["timeline"] = svg_timeline(result["phases"], result["targets"].get("rto_seconds"),
-                                       "Drill %s: phases vs RTO target" % result["scenario"])
-        rpo = result.get("rpo") or {}
-        items = [{"label": k, "age": rpo.get(k), "threshold": result["targets"].get("rpo_seconds")}
-                 for k in ("db_seconds", "files_seconds") if k in rpo]
-        out["rpo"] = svg_age_bars(items, "RPO measured vs target")
+                                       "演练 %s 阶段 phases" % result["scenario"], declared=result.get("declared"),
+                                       rto_end=result.get("rto_seconds"))
+        items = [{"label": "RTO 恢复时间", "value": result.get("rto_seconds"), "measured": True,
+                  "target": result["targets"].get("rto_seconds")}]
+        for f in v["figures"]:
+            items.append({"label": "RPO %s" % f["label"], "value": f.get("seconds"), "measured": f.get("measured"),
+                          "target": result["targets"].get("rpo_seconds")})
+        out["rpo"] = svg_vs_target(items, "RTO / RPO 实测与目标 measured vs target")
     elif kind == "evidence":
-        out["rto"] = svg_age_bars([{"label": "%s %s" % (d["id"], d["scenario"]), "age": d.get("rto_seconds"),
-                                    "threshold": d.get("rto_target")} for d in result["drills"]],
-                                  "Drill RTO vs target")
-        out["rpo"] = svg_age_bars([{"label": "%s %s" % (d["id"], d["scenario"]), "age": d.get("rpo_seconds"),
-                                    "threshold": d.get("rpo_target")} for d in result["drills"]],
-                                  "Drill RPO vs target")
+        out["rto"] = svg_vs_target([{"label": "%s %s" % (d["id"], d["scenario"]), "value": d.get("rto_seconds"),
+                                     "target": d.get("rto_target")} for d in result["drills"]],
+                                   "演练 RTO 与目标 drill RTO vs target")
+        out["rpo"] = svg_vs_target([{"label": "%s %s" % (d["id"], d["scenario"]),
+                                     "value": d.get("rpo_seconds") if d.get("rpo_seconds") is not None
+                                     else d.get("rpo_bound"), "measured": d.get("rpo_seconds") is not None,
+                                     "target": d.get("rpo_target")} for d in result["drills"]],
+                                   "演练 RPO 与目标 drill RPO vs target")
     return out
 
 
+def _context(result):
+    ctx = {"r": result, "now": time.time()}
+    if result["kind"] == "drill":
+        ctx["v"] = drill_view(result)
+    return ctx
+
+
 def render_markdown(result):
-    return _env().get_template("%s.md.j2" % result["kind"]).render(r=result, now=time.time())
+    return _env().get_template("%s.md.j2" % result["kind"]).render(**_context(result))
 
 
-def render_html(result):
+def render_html(result, pdf_name=None):
     env = _env()
     css = (TEMPLATES / "report.css").read_text(encoding="utf-8")
-    return env.get_template("%s.html.j2" % result["kind"]).render(r=result, c=charts(result), css=css, now=time.time())
+    return env.get_template("%s.html.j2" % result["kind"]).render(c=charts(result), css=css, pdf=pdf_name,
+                                                                  **_context(result))
 
 
-def write(result, out_dir=DEFAULT_REPORTS):
-    """Write <kind>-<id>.{json,md,html} into out_dir; return the three paths."""
+# ------------------------------------------------------------------ headless Chromium (PDF for the paper file)
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def chromium_path():
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def chromium(args, profile=None, timeout=120, flags=()):
+    """Run headless Chromium once (a fresh profile unless given); the CompletedProcess (text)."""
+    exe = chromium_path()
+    if not exe:
+        raise FileNotFoundError("chromium is not installed (scripts/install-deps.sh installs it)")
+    with tempfile.TemporaryDirectory(prefix="archive-dr-chromium-") as tmp:
+        return subprocess.run([exe, *CHROMIUM_FLAGS, *flags, "--user-data-dir=%s" % (profile or tmp), *args],
+                              capture_output=True, text=True, timeout=timeout)
+
+
+def print_pdf(html_path, pdf_path, profile=None, timeout=120):
+    """Print a report page to PDF (A4, from the page's print CSS); True when the PDF was written."""
+    pdf_path = Path(pdf_path)
+    tmp = pdf_path.with_name(pdf_path.name + ".part")
+    p = chromium(["--no-pdf-header-footer", "--print-to-pdf=%s" % tmp, Path(html_path).resolve().as_uri()],
+                 profile, timeout)
+    if p.returncode != 0 or not tmp.exists() or tmp.read_bytes()[:5] != b"%PDF-":
+        tmp.unlink(missing_ok=True)
+        return False
+    os.replace(tmp, pdf_path)
+    return True
+
+
+def write(result, out_dir=DEFAULT_REPORTS, pdf=None):
+    """Write <kind>-<id>.{json,md,html} into out_dir, and .pdf when Chromium is there (``pdf``: None = when
+    Chromium is installed, False = never, True = always, failing if it cannot); return the paths written."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     base = out_dir / ("%s-%s" % (result["kind"], result["id"]))
     paths = {"json": base.with_suffix(".json"), "md": base.with_suffix(".md"), "html": base.with_suffix(".html")}
+    want_pdf = (chromium_path() is not None) if pdf is None else bool(pdf)
     paths["json"].write_text(json.dumps(result, indent=1, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
     paths["md"].write_text(render_markdown(result), encoding="utf-8")
-    paths["html"].write_text(render_html(result), encoding="utf-8")
+    paths["html"].write_text(render_html(result, base.with_suffix(".pdf").name if want_pdf else None),
+                             encoding="utf-8")
+    if want_pdf:
+        try:
+            ok = print_pdf(paths["html"], base.with_suffix(".pdf"))
+        except (OSError, subprocess.SubprocessError):
+            ok = False
+        if ok:
+            paths["pdf"] = base.with_suffix(".pdf")
+        else:                                   # no dangling link to a PDF that is not there
+            paths["html"].write_text(render_html(result, None), encoding="utf-8")
+        if not ok and pdf:
+            raise RuntimeError("chromium could not print %s to PDF" % paths["html"])
+        elif not ok:
+            print("warning: no PDF for %s (chromium failed)" % paths["html"], file=sys.stderr)
     return paths
 
 

@@ -40,13 +40,38 @@ def raw(now, used, **over):
                       "geo-fw": {"unreachable": True, "msg": "ssh: connect timed out"}}}
 
 
-def drill_result(rto, rpo, level="5"):
+def rpo_fig(seconds, measured=True, bound=None, **extra):
+    return dict({"seconds": seconds, "measured": measured, "bound": bound}, **extra)
+
+
+def drill_result(rto, rpo, level=5, files=None):
+    """A drill result as drill.run() writes it: declared after the disaster phase, RTO to the end of service.
+    ``files``: the file RPO figure (default: measured, rpo / 2)."""
     t = NOW
-    phases = [{"name": n, "start": t + a, "end": t + b, "seconds": b - a, "ok": True}
-              for n, a, b in (("declare", 0, 1), ("promote", 1, 40), ("verify", 40, rto), ("failback", rto, rto + 60))]
-    return {"kind": "drill", "id": "d%d" % rto, "scenario": "host-lost", "mode": "destructive", "started": t,
-            "finished": t + rto + 60, "targets": {"rto_seconds": 600, "rpo_seconds": 60}, "phases": phases,
-            "rto_seconds": rto, "rto_met": rto <= 600, "rpo": {"db_seconds": rpo, "files_seconds": rpo / 2},
-            "rpo_seconds": rpo, "rpo_met": rpo <= 60, "verify": [{"stage": "after recovery", "passed": True,
-                                                                  "summary": "PASS"}],
-            "level": {"level": level, "note": "", "basis": "x"}, "passed": True}
+    phases = [{"name": n, "label": lab, "start": t + a, "end": t + b, "seconds": b - a, "ok": True, "detail": d}
+              for n, lab, a, b, d in (
+                  ("preflight", "准备检查 preflight", 0, 0.01, "playbooks: promote-miyun.yml, failback-geo.yml"),
+                  ("disaster", "灾难: 主机损毁 host lost (stop)", 0.01, 1, "ran: podman stop geo-archive"),
+                  ("recover", "恢复 recover at miyun (promote-miyun.yml)", 1, 40, "miyun promoted in 3.9 s"),
+                  ("service", "服务恢复 archive answers at miyun", 40, 1 + rto, "newest heartbeat found"),
+                  ("failback", "回切 failback to geo (failback-geo.yml)", 1 + rto, rto + 61, "geo-archive: 37 ok"))]
+    db = rpo_fig(float(rpo), last_acked=t + 0.5, newest_recovered=t + 0.5 - rpo, resolution_seconds=1.0)
+    files = files or rpo_fig(rpo / 2, last_acked=t + 0.5, newest_recovered=t + 0.5 - rpo / 2)
+    measured = files["measured"]
+    overall = max(rpo, files["seconds"] or 0)
+    return {"kind": "drill", "id": "d%d" % rto, "scenario": "host-lost", "scenario_label": "主机损毁 archive host lost",
+            "mode": "destructive", "started": t, "declared": t + 1, "finished": t + rto + 61,
+            "targets": {"rto_seconds": 600, "rpo_seconds": 60}, "phases": phases,
+            "disaster": {"method": "stop", "commands": ["podman stop geo-archive"],
+                         "description": "controller runs dr_drill.disaster_commands.host-lost"},
+            "replication": {"mode": "async", "synchronous": False},
+            "rto_seconds": rto, "rto_met": rto <= 600,
+            "rpo": {"database": db, "files": files, "db_seconds": rpo,
+                    "files_seconds": files["seconds"] if measured else None,
+                    "overall": rpo_fig(overall, measured, None if measured else "lower"),
+                    "heartbeats_acked": 16, "heartbeat_errors": 0, "heartbeat_interval": 1.0},
+            "rpo_seconds": overall if measured else None, "rpo_met": measured and overall <= 60,
+            "verify": [{"stage": "after recovery", "passed": True, "summary": "四性检测 four-property check: PASS 通过"}],
+            "level": {"level": level if measured else None, "note": "technical indicators",
+                      "basis": "measured RTO, RPO; GB/T 20988-2007 附录A"},
+            "passed": measured and rto <= 600 and overall <= 60}

@@ -1,47 +1,216 @@
-"""archive_dr/drill.py pure parts: GB/T 20988 mapping, RTO/RPO arithmetic, timed phases, preflight gates."""
+"""archive_dr/drill.py pure parts: GB/T 20988 mapping, RTO/RPO figures (measured or bound), verdicts, timed
+phases with one-line outcomes and full logs, the disaster method and replication mode, preflight gates."""
 from __future__ import annotations
 
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
 from archive_dr import drill
 
+LAB_INV = Path(__file__).resolve().parents[2] / "inventory" / "lab"
+
 
 @pytest.mark.parametrize("rto,rpo,level", [
     (300, 0, 6), (3600, 0, 5), (300, 5, 5), (3600, 1800, 5), (3600, 1801, 4), (3 * 86400, 600, 3),
-    (86400, 2 * 86400, 2), (86400, 8 * 86400, 0)])
+    (86400, 2 * 86400, 2), (2 * 86400, 7 * 86400, 2), (2 * 86400 + 1, 2 * 86400, 1), (10 * 86400, 7 * 86400, 1),
+    (86400, 8 * 86400, 0)])
 def test_gbt20988_level(rto, rpo, level):
     assert drill.gbt20988_level(rto, rpo, synchronous=True)["level"] == level
 
 
+def test_level_1_and_2_differ_by_rto_and_every_level_is_reachable():
+    # level 2 "24小时以后" vs level 1 "2天以上": the same RPO (1-7 days), an RTO within 2 days or beyond
+    assert drill.gbt20988_level(1.5 * 86400, 3 * 86400)["level"] == 2
+    assert drill.gbt20988_level(3 * 86400, 3 * 86400)["level"] == 1
+    reached = {drill.gbt20988_level(rto, rpo, synchronous=True)["level"]
+               for rto in (60, 3600, 86400, 1.5 * 86400, 3 * 86400, 30 * 86400)
+               for rpo in (0, 60, 3600, 86400, 3 * 86400, 30 * 86400)}
+    assert reached == {0, 1, 2, 3, 4, 5, 6}
+
+
+def test_level_basis_quotes_the_table():
+    lv = drill.gbt20988_level(8.4, 7.0)
+    assert lv["level"] == 5
+    assert "GB/T 20988-2007 附录A" in lv["basis"] and "数分钟至2天" in lv["basis"] and "0至30分钟" in lv["basis"]
+    assert "8.40 s" in lv["basis"] and "7.00 s" in lv["basis"]
+    one = drill.gbt20988_level(5 * 86400, 3 * 86400)
+    assert one["level"] == 1 and "2天以上" in one["basis"] and "1天至7天" in one["basis"]
+
+
 def test_level_6_needs_synchronous_replication():
     assert drill.gbt20988_level(300, 0)["level"] == 5
+    assert "asynchronous" in drill.gbt20988_level(300, 0)["basis"]
     assert drill.gbt20988_level(300, 0, synchronous=True)["level"] == 6
 
 
 def test_level_not_measured():
-    assert drill.gbt20988_level(None, 3)["level"] is None
+    lv = drill.gbt20988_level(None, 3)
+    assert lv["level"] is None and "RTO not measured" in lv["basis"]
+    assert drill.gbt20988_level(10, None, why_not="because")["basis"] == "because"
 
 
 def test_rpo_and_rto():
     assert drill.rpo_from(100.5, 99.0) == 1.5
     assert drill.rpo_from(100.0, 101.0) == 0.0
     assert drill.rpo_from(100.0, None) is None
+    assert drill.rpo_from(100.1234, 99.9) == pytest.approx(0.223)       # ms resolution, not whole seconds
     phases = [{"name": "recover", "end": 130.0, "ok": True}, {"name": "service", "end": 160.0, "ok": True}]
     assert drill.rto_from(phases, 100.0, "service") == 60.0
     phases[1]["ok"] = False
     assert drill.rto_from(phases, 100.0, "service") is None
 
 
-def test_phases_record_failures():
-    ph = drill.Phases()
+def test_rpo_figure_measured_bound_and_unknown():
+    acked = [100.0, 101.0, 160.25]
+    f = drill.rpo_figure(acked, 159.75, 1.0)
+    assert (f["seconds"], f["measured"], f["bound"]) == (0.5, True, None)
+    assert f["last_acked"] == 160.25 and f["newest_recovered"] == 159.75 and f["resolution_seconds"] == 1.0
+    # a heartbeat newer than the last acknowledgement came back (its ack was lost): 0, and by how much
+    f = drill.rpo_figure(acked, 161.0)
+    assert f["seconds"] == 0.0 and f["measured"] and f["ahead_seconds"] == 0.75 and "acknowledg" in f["note"]
+    # nothing of this drill recovered (nothing, or a file of an earlier drill): a lower bound, not a measurement
+    for newest in (None, 40.0):
+        f = drill.rpo_figure(acked, newest)
+        assert (f["seconds"], f["measured"], f["bound"]) == (60.25, False, "lower") and "at least" in f["note"]
+    f = drill.rpo_figure([], 10.0)
+    assert (f["seconds"], f["measured"], f["bound"]) == (None, False, None)
+
+
+TARGETS = {"rto_seconds": 14400, "rpo_seconds": 900}
+
+
+def test_assess_measured():
+    rpo = {"database": drill.rpo_figure([1.0, 2.0], 2.0), "files": drill.rpo_figure([1.0, 9.0], 2.0)}
+    v = drill.assess(rpo, 8.4, TARGETS)
+    assert v["rpo_seconds"] == 7.0 and v["rpo_overall"] == {"seconds": 7.0, "measured": True, "bound": None}
+    assert v["rto_met"] and v["rpo_met"] and v["level"]["level"] == 5
+
+
+def test_assess_a_lower_bound_is_no_pass_and_no_level():
+    """The finding: a bound (no heartbeat file recovered) set rpo_met, the level and passed."""
+    rpo = {"database": drill.rpo_figure([1.0, 2.0], 2.0), "files": drill.rpo_figure([1.0, 9.0], None)}
+    v = drill.assess(rpo, 8.4, TARGETS)
+    assert v["rpo_seconds"] is None and v["rpo_met"] is False        # 8 s ≤ 15 min, still no pass on a bound
+    assert v["rpo_overall"] == {"seconds": 8.0, "measured": False, "bound": "lower"}
+    assert v["level"]["level"] is None
+    assert "files RPO ≥ 8.00 s (lower bound)" in v["level"]["basis"] and "not measured" in v["level"]["basis"]
+    v = drill.assess({}, 8.4, TARGETS)
+    assert v["rpo_seconds"] is None and v["rpo_met"] is False and v["level"]["level"] is None
+
+
+PLAYBOOK_OK = """
+PLAY [Promote miyun] ***********************************************************
+
+TASK [Promote the standby] *****************************************************
+changed: [miyun-store]
+
+TASK [Report] ******************************************************************
+ok: [miyun-store] =>
+    msg: |-
+        miyun promoted in 3.9 s (last replayed transaction 2026-12-03 08:26:31.117488+00)
+          more lines
+
+PLAY RECAP *********************************************************************
+miyun-store                : ok=15   changed=4    unreachable=0    failed=0    skipped=1    rescued=0    ignored=0
+"""
+PLAYBOOK_FAILED = """
+PLAY [Promote miyun] ***********************************************************
+
+TASK [Read the standby's state] ************************************************
+ok: [miyun-store]
+
+TASK [Promote the standby] *****************************************************
+fatal: [miyun-store]: FAILED! =>
+    changed: false
+    msg: 'pg_ctl: server is not in standby mode'
+
+PLAY RECAP *********************************************************************
+miyun-store                : ok=1    changed=0    unreachable=0    failed=1    skipped=0    rescued=0    ignored=0
+"""
+
+
+def test_playbook_outcome_is_one_line_without_banners():
+    ok = drill.playbook_outcome(PLAYBOOK_OK)
+    assert ok == "miyun promoted in 3.9 s (last replayed transaction 2026-12-03 08:26:31.117488+00) (1 host, 4 changed)"
+    bad = drill.playbook_outcome(PLAYBOOK_FAILED)
+    assert bad == "task “Promote the standby” failed on miyun-store: pg_ctl: server is not in standby mode"
+    quiet = drill.playbook_outcome(PLAYBOOK_OK.replace("msg: |-", "x: |-").replace("        miyun", "        x"))
+    assert quiet == "miyun-store: 15 ok, 4 changed"
+    assert drill.playbook_outcome('fatal: [h]: UNREACHABLE! => {"changed": false, "msg": "ssh: timed out"}') \
+        == "task “?” unreachable on h: ssh: timed out"
+    for text in (ok, bad, quiet):
+        assert "\n" not in text and "PLAY" not in text and "TASK [" not in text
+
+
+def test_phases_keep_one_line_and_the_full_output_in_a_log(tmp_path):
+    ph = drill.Phases(tmp_path / "drill-x-logs", "drill-x-logs")
     assert ph.run("a", "A", lambda: "done") == "done"
+    ph.run("recover", "R", lambda: PLAYBOOK_OK)
+
+    def failing():
+        drill._capture("ansible-playbook promote-miyun.yml", PLAYBOOK_FAILED)
+        raise drill.PlaybookFailed("promote-miyun.yml", 2, PLAYBOOK_FAILED)
+
+    with pytest.raises(drill.PlaybookFailed):
+        ph.run("recover2", "R2", failing)
     with pytest.raises(ValueError):
         ph.run("b", "B", lambda: (_ for _ in ()).throw(ValueError("boom")))
-    a, b = ph.items
+    a, rec, rec2, b = ph.items
     assert a["ok"] and a["detail"] == "done" and 0 <= a["seconds"] < 1
-    assert not b["ok"] and "boom" in b["detail"] and b["end"] <= time.time()
+    assert rec["ok"] and rec["detail"].startswith("miyun promoted in 3.9 s") and rec["log"] == "drill-x-logs/02-recover.log"
+    log = (tmp_path / rec["log"]).read_text()
+    assert "PLAY RECAP" in log and "TASK [Promote the standby]" in log and "# outcome: miyun promoted" in log
+    assert not rec2["ok"] and rec2["detail"] == ("PlaybookFailed: promote-miyun.yml failed (rc=2): task “Promote the "
+                                                 "standby” failed on miyun-store: pg_ctl: server is not in standby mode")
+    log2 = (tmp_path / rec2["log"]).read_text()
+    assert "$ ansible-playbook promote-miyun.yml" in log2 and "fatal: [miyun-store]" in log2 and "# error" in log2
+    assert not b["ok"] and b["detail"] == "ValueError: boom" and b["end"] <= time.time()
+    for p in ph.items:
+        assert "\n" not in p["detail"] and "PLAY [" not in p["detail"]
+
+
+def test_phase_commands_are_logged(tmp_path):
+    ph = drill.Phases(tmp_path / "logs")                 # links relative to the report: logs/NN-name.log
+    out = ph.run("disaster", "D", drill.commands, [["true"], ["echo", "hello world"]])
+    assert out == "ran: true; echo 'hello world'" and ph.items[0]["detail"] == out
+    assert "$ echo 'hello world'\nhello world" in (tmp_path / ph.items[0]["log"]).read_text()
+    with pytest.raises(subprocess.CalledProcessError):
+        ph.run("disaster2", "D", drill.commands, [["false"]])
+    assert "returned non-zero exit status 1" in ph.items[1]["detail"]
+
+
+@pytest.mark.parametrize("cmd,method", [
+    (["podman", "stop", "geo-archive"], "stop"),
+    ("podman stop -t 0 geo-archive", "stop"),
+    ([["podman", "kill", "geo-archive"], ["tc", "qdisc", "replace", "dev", "lab-wan-geo", "root", "netem", "loss",
+                                             "100%"]], "kill+wan-cut"),
+    ([["podman", "kill", "--signal", "KILL", "geo-archive"], ["ip", "link", "set", "wan0", "down"]], "kill+wan-cut"),
+    ([["podman", "network", "disconnect", "lab-lan-geo", "geo-archive"]], "net-cut"),
+    (["virsh", "destroy", "geo-archive"], "kill"),
+    (["podman", "pause", "geo-archive"], "pause"),
+    (None, "not configured")])
+def test_disaster_method_is_derived_from_the_commands(cmd, method):
+    d = drill.disaster_method({"disaster_commands": {"host-lost": cmd}}, "host-lost", "destructive")
+    assert d["method"] == method
+    assert len(d["commands"]) == len(drill._argvs(cmd))
+
+
+def test_disaster_method_of_the_lab_inventory_and_other_scenarios():
+    _, cfg = drill.load_config(LAB_INV)
+    expected = "+".join(dict.fromkeys(drill.command_method(a)
+                                      for a in drill._argvs(cfg["disaster_commands"]["host-lost"])))
+    assert drill.disaster_method(cfg, "host-lost", "destructive")["method"] == expected
+    rw = drill.disaster_method(cfg, "ransomware", "destructive")
+    assert rw["method"] == "encrypt+drop-table" and str(cfg["ransomware_files"]) in rw["description"]
+    assert drill.disaster_method(cfg, "ransomware", "non-destructive")["method"] == "none"
+
+
+def test_replication_mode():
+    assert drill.replication_info({}) == {"mode": "async", "synchronous": False}
+    assert drill.replication_info({"replication_mode": "sync"}) == {"mode": "sync", "synchronous": True}
 
 
 def test_preflight_gates(tmp_path, monkeypatch):
@@ -63,13 +232,3 @@ def test_preflight_gates(tmp_path, monkeypatch):
     cfg["playbooks"]["failback_ransomware"] = "no-such-repair.yml"
     with pytest.raises(RuntimeError, match="failback_ransomware"):
         drill.preflight(cfg, "ransomware", "destructive", tmp_path / "inv")
-
-
-def test_files_rpo_is_a_lower_bound_when_no_heartbeat_file_came_back():
-    assert drill.files_rpo([], None) == (None, None)
-    assert drill.files_rpo([100.0, 101.0, 160.0], 150.0) == (10.0, None)
-    seconds, note = drill.files_rpo([100.0, 101.0, 160.0], None)
-    assert seconds == 60.0 and "at least" in note
-    # a file of an earlier drill in the shared heartbeat directory is not this drill's
-    seconds, note = drill.files_rpo([100.0, 101.0, 160.0], 40.0)
-    assert seconds == 60.0 and "at least" in note
