@@ -11,17 +11,21 @@ description:
     connects over SSH with netmiko, saves the running configuration to the controller
     (timestamped), computes only the missing or different lines in the device's own
     syntax and order, and in check mode returns them as the diff and pushes nothing.
-  - Otherwise pushes them (send_config_set), saves (platform's own save), reads the
-    running configuration back and verifies that every intended line is present. On any
-    failure it restores the saved configuration (removes what was added, re-adds what
-    was removed), compares the result with the backup and reports.
+  - Otherwise pushes them in dependency order (objects before the rules and bindings that
+    reference them; deletions of rules and bindings before the objects), stopping at the
+    first line the device rejects; saves (platform's own save) or, on a candidate-configuration
+    platform (Junos), commits with C(commit confirmed N); reads the running configuration back
+    and compares every managed section with the intended one (a missing or an extra line is a
+    failure, e.g. an old port left next to the new one), including the declared security profiles.
+    Only then does it confirm the commit. On any failure it restores the saved configuration
+    (dependency-ordered; Junos rollback 1 / rollback 0), compares the result with the backup and reports.
   - Appends one JSON line per run to I(change_log): who, when, device, diff, outcome.
   - "Variable model: platform (gateway_platform), local_site (site_name), sites (dr_sites:
     {site: {lan, wan}}), site_hosts (dr_site_hosts: {name: LAN address}), flows (dr_flows:
     [{name, src, dst, port, proto}]), wan_interface, ipsec {auth: psk|cert, cert: {pki_domain,
     local_id, peer_id}}, psk. See docs/vendor-change.md."
 options:
-  platform: {type: str, required: true, description: "huawei | hp_comware | hillstone_stoneos (netmiko device_type)"}
+  platform: {type: str, required: true, description: "huawei | hp_comware | hillstone_stoneos | juniper_junos (netmiko device_type)"}
   device: {type: str, required: true, description: Inventory name of the device (for file names and the log).}
   host: {type: str, required: true}
   port: {type: int, default: 22}
@@ -39,6 +43,19 @@ options:
   change_log: {type: path, default: ~/.archive-dr/firewall/changes.jsonl}
   changed_by: {type: str, description: Who asks for the change; defaults to the controller user.}
   timeout: {type: int, default: 30, description: SSH connect and per-read timeout in seconds.}
+  security_profiles:
+    type: dict
+    required: true
+    description:
+      - "The attack-protection (IPS) and antivirus profiles every tunnel permit carries: {ips: name, av: name}
+        (vendor_fw_security_profiles). They must exist on the device (site profiles); the read-back checks
+        every permit rule of ours carries both."
+  confirm_minutes:
+    type: int
+    default: 5
+    description:
+      - Platforms with a candidate configuration (juniper_junos) commit with C(commit confirmed N); the
+        module confirms only after the read-back passes, otherwise the device rolls back by itself after N minutes.
 author: archive-dr
 """
 
@@ -59,6 +76,14 @@ try:
     HAS_NETMIKO = True
 except ImportError:  # pragma: no cover
     HAS_NETMIKO = False
+
+
+# (enter, leave, configuration prompt, exec prompt) for the apply-immediately platforms
+CONFIG_MODE = {
+    "huawei": ("system-view", "return", r"\]\s*$", r">\s*$"),
+    "hp_comware": ("system-view", "return", r"\]\s*$", r">\s*$"),
+    "hillstone_stoneos": ("configure", "end", r"\(config\)#\s*$", r"[^)]#\s*$"),
+}
 
 
 def _now():
@@ -119,6 +144,8 @@ class Device:
 
     def push(self, cmds: list[str], stop_on_error: bool) -> str:
         kw = {"read_timeout": self.params["timeout"]}
+        if self.platform.candidate:
+            kw["exit_config_mode"] = False     # the candidate is committed (or discarded) explicitly
         # Echo verification per line for every platform (netmiko turns it off for Comware by
         # default): without it a rejected section header lets the following lines land in the
         # wrong view, and a `quit` too many logs the session out. With it, netmiko stops at the
@@ -127,8 +154,16 @@ class Device:
         self.conn.global_cmd_verify = None
         if stop_on_error:
             kw["error_pattern"] = self.platform.error_re
+        # Enter and leave the configuration view ourselves, waiting for the prompt: netmiko's
+        # Huawei/Comware check_config_mode() has no prompt pattern and waits 2 s per call.
+        mode = CONFIG_MODE.get(self.platform.name)
         try:
+            if mode:
+                out = self.conn.send_command(mode[0], expect_string=mode[2], read_timeout=self.params["timeout"])
+                kw.update(enter_config_mode=False, exit_config_mode=False)
             out = self.conn.send_config_set(cmds, **kw)
+            if mode:
+                out += self.conn.send_command(mode[1], expect_string=mode[3], read_timeout=self.params["timeout"])
         finally:
             self.conn.global_cmd_verify = saved_verify
         errors = re.findall(self.platform.error_re, out, flags=re.M)
@@ -140,6 +175,35 @@ class Device:
         pl = self.platform
         return self.conn.save_config(cmd=pl.save_cmd, confirm=pl.save_confirm,
                                      confirm_response=pl.save_response)
+
+    # candidate-configuration platforms (Junos) ------------------------------------------
+    def config_cmd(self, cmd: str, expect: str = r"#\s*$") -> str:
+        if not self.conn.check_config_mode():
+            self.conn.config_mode()
+        return self.conn.send_command(cmd, expect_string=expect, read_timeout=self.params["timeout"] * 2,
+                                      strip_prompt=False, strip_command=False)
+
+    def compare(self) -> str:
+        return self.config_cmd("show | compare")
+
+    def commit(self, confirm_minutes: int | None) -> str:
+        if confirm_minutes:
+            return self.conn.commit(confirm=True, confirm_delay=confirm_minutes,
+                                    read_timeout=self.params["timeout"] * 2)
+        return self.conn.commit(read_timeout=self.params["timeout"] * 2)
+
+    def discard(self) -> str:
+        """Throw away uncommitted candidate changes (rollback 0)."""
+        out = self.config_cmd("rollback 0")
+        self.conn.exit_config_mode()
+        return out
+
+    def rollback_committed(self) -> str:
+        """Undo the last (confirmed-pending) commit now: rollback 1, commit."""
+        out = self.config_cmd("rollback 1")
+        out += self.commit(None)
+        self.conn.exit_config_mode()
+        return out
 
 
 def _write_backup(params, text):
@@ -179,7 +243,7 @@ def run(module):
         if p["psk"]:
             ipsec["psk"] = p["psk"]
         model = vf.build_model(p["platform"], p["local_site"], p["sites"], p["site_hosts"],
-                               p["flows"], p["wan_interface"], ipsec)
+                               p["flows"], p["wan_interface"], ipsec, p["security_profiles"])
         want = vf.intended(model, p["template_dir"])
     except vf.VendorFirewallError as e:
         module.fail_json(msg=f"vendor_firewall: {e}", stage="validate", **result)
@@ -223,20 +287,32 @@ def run(module):
 
     cmds = vf.commands(steps, plat)
     save_attempted = False
+    committed = False
     stage = "push"
     try:
         dev.push(cmds, stop_on_error=True)
-        stage = "save"
-        save_attempted = True
-        dev.save()
+        if plat.candidate:
+            stage = "commit"
+            result["device_compare"] = dev.compare()
+            dev.commit(p["confirm_minutes"])      # the device rolls back by itself unless confirmed
+            committed = True
+            dev.conn.exit_config_mode()
+        else:
+            stage = "save"
+            save_attempted = True
+            dev.save()
         stage = "verify"
         after = vf.parse(dev.show_running(), plat)
-        remaining = vf.plan_change(after, want, plat)
-        if remaining:
-            raise RuntimeError("read-back is missing intended lines:\n" + vf.show(remaining, plat))
+        problems = vf.verify(after, want, plat, model)
+        if problems:
+            raise RuntimeError("read-back differs from the intended configuration:\n  " + "\n  ".join(problems))
+        if committed:
+            stage = "confirm"
+            dev.commit(None)
+            dev.conn.exit_config_mode()
     except Exception as e:  # noqa: BLE001 - every failure leads to the same restore
         error = f"{stage} failed: {type(e).__name__}: {e}"
-        rb = restore(dev, plat, backup_tree, save_attempted)
+        rb = restore(dev, plat, backup_tree, save_attempted, committed)
         dev.close()
         outcome = "failed-restored" if rb["restored"] else "failed-restore-incomplete"
         record.update(outcome=outcome, error=error, rollback=rb)
@@ -251,17 +327,33 @@ def run(module):
     module.exit_json(outcome="changed", pushed_lines=len(cmds), **result)
 
 
-def restore(dev: Device, plat, backup_tree, save_attempted: bool) -> dict:
-    """Bring the running config back to the backup; save again only if we saved."""
+def restore(dev: Device, plat, backup_tree, save_attempted: bool, committed: bool = False) -> dict:
+    """Bring the running config back to the backup; save again only if we saved.
+
+    Dependency-ordered plan, stopping at the first line the device refuses (a refused
+    delete means an ordering mistake: continuing would leave it half-done). Junos:
+    discard the candidate (rollback 0) or undo the unconfirmed commit (rollback 1)."""
     rb = {"restored": False, "restore_lines": 0}
     try:
         dev.ensure()
+        if plat.candidate:
+            if dev.conn.check_config_mode() or not committed:
+                dev.discard()
+                rb["method"] = "rollback 0 (candidate discarded)"
+            if committed:
+                now = vf.parse(dev.show_running(), plat)
+                if vf.canonical(now, plat) != vf.canonical(backup_tree, plat):
+                    dev.rollback_committed()
+                    rb["method"] = "rollback 1 + commit"
         now = vf.parse(dev.show_running(), plat)
         steps = vf.plan_restore(now, backup_tree, plat)
         rb["restore_lines"] = vf.changed_lines(steps)
         rb["restore_diff"] = vf.show(steps, plat)
         if steps:
-            dev.push(vf.commands(steps, plat), stop_on_error=False)
+            dev.push(vf.commands(steps, plat), stop_on_error=True)
+            if plat.candidate:
+                dev.commit(None)
+                dev.conn.exit_config_mode()
         final = vf.parse(dev.show_running(), plat)
         rb["restored"] = vf.canonical(final, plat) == vf.canonical(backup_tree, plat)
         if not rb["restored"]:
@@ -295,6 +387,8 @@ def main():
             change_log=dict(type="path", default="~/.archive-dr/firewall/changes.jsonl"),
             changed_by=dict(type="str"),
             timeout=dict(type="int", default=30),
+            security_profiles=dict(type="dict", required=True),
+            confirm_minutes=dict(type="int", default=5),
         ),
         supports_check_mode=True,
     )

@@ -25,7 +25,7 @@ from typing import Callable, Iterable
 
 # The same platforms as module_utils/vendor_firewall.PLATFORMS_ALL (linux = roles/site_gateway,
 # the others = library/vendor_firewall.py with templates/firewall/<platform>/).
-FIREWALL_PLATFORMS = ("linux", "huawei", "hp_comware", "hillstone_stoneos")
+FIREWALL_PLATFORMS = ("linux", "huawei", "hp_comware", "hillstone_stoneos", "juniper_junos")
 PSK_MIN_LENGTH = 20
 SECRET_VARS = ("site_gateway_psk", "gateway_ipsec_psk")
 ADDRESS_VARS = ("ansible_host", "lan_address", "wan_address")

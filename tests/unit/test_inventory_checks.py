@@ -300,9 +300,9 @@ MISTAKES = [
      "geo-backup: must be in exactly one site_* group (is in none)"),
     # ---------------------------------------------------------------- gateways
     ("unknown firewall platform", on_host("miyun-fw", "gateway_platform", "cisco_asa"),
-     "miyun-fw: gateway_platform 'cisco_asa' is not supported (linux, huawei, hp_comware, hillstone_stoneos)"),
+     "miyun-fw: gateway_platform 'cisco_asa' is not supported (linux, huawei, hp_comware, hillstone_stoneos, juniper_junos)"),
     ("firewall platform as a vendor name", on_group("gateways", "gateway_platform", "Huawei USG"),
-     "group_vars/gateways: gateway_platform 'Huawei USG' is not supported (linux, huawei, hp_comware, hillstone_stoneos)"),
+     "group_vars/gateways: gateway_platform 'Huawei USG' is not supported (linux, huawei, hp_comware, hillstone_stoneos, juniper_junos)"),
     ("WAN rate 0", on_group("gateways", "site_gateway_wan_rate", "0mbit"),
      "group_vars/gateways: site_gateway_wan_rate '0mbit' is zero; use \"\" for no shaping"),
     ("WAN rate in words", on_group("gateways", "site_gateway_wan_rate", "100 Mbps link"),
