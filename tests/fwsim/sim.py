@@ -755,6 +755,22 @@ class _Session:
         self.sim.errors.append(out)
         return out
 
+    def config_line_fault(self, cmd: str, message: str) -> str | None:
+        """Count one configuration line; when the armed fault hits it, fire the fault once:
+        disconnect, or the device's error text (returned). None when the line goes through."""
+        self.sim.stats["config_lines"] += 1
+        f = self.sim.fault
+        if not f:
+            return None
+        f["seen"] = f.get("seen", 0) + 1
+        if not (("line" in f and f["seen"] == f["line"]) or ("match" in f and re.search(f["match"], cmd))):
+            return None
+        self.sim.fault = None
+        self.sim.stats["faults_fired"] += 1
+        if f.get("action") == "disconnect":
+            raise _Disconnect()
+        return self.plain_error(message)
+
     def plain_error(self, msg: str) -> str:
         self.sim.stats["errors"] += 1
         self.sim.errors.append(msg)
@@ -905,17 +921,9 @@ class _Session:
             else:
                 self.config = False
             return ""
-        self.sim.stats["config_lines"] += 1
-        f = self.sim.fault
-        if f:
-            f["seen"] = f.get("seen", 0) + 1
-            hit = ("line" in f and f["seen"] == f["line"]) or ("match" in f and re.search(f["match"], cmd))
-            if hit:
-                self.sim.fault = None
-                self.sim.stats["faults_fired"] += 1
-                if f.get("action") == "disconnect":
-                    raise _Disconnect()
-                return self.plain_error(p["err_fault"])
+        fault = self.config_line_fault(cmd, p["err_fault"])
+        if fault is not None:
+            return fault
         cur = self.stack[-1] if self.stack else self.sim.running
         neg = p["negate"] + " "
         if cmd.startswith(neg) and not any(re.fullmatch(r, cmd) for r in p["stored_negations"]):
@@ -1276,17 +1284,9 @@ class _JunosSession(_Session):
             else:
                 return self.plain_error("error: Cannot find rollback file")
             return "load complete"
-        self.sim.stats["config_lines"] += 1
-        f = self.sim.fault
-        if f:
-            f["seen"] = f.get("seen", 0) + 1
-            hit = ("line" in f and f["seen"] == f["line"]) or ("match" in f and re.search(f["match"], cmd))
-            if hit:
-                self.sim.fault = None
-                self.sim.stats["faults_fired"] += 1
-                if f.get("action") == "disconnect":
-                    raise _Disconnect()
-                return self.plain_error("error: simulated fault: statement not applied")
+        fault = self.config_line_fault(cmd, "error: simulated fault: statement not applied")
+        if fault is not None:
+            return fault
         verb, _, stmt = cmd.partition(" ")
         if verb not in ("set", "delete"):
             return self.syntax_error(cmd, 0)
