@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-THRESHOLDS = yaml.safe_load((ROOT / "inventory/lab/group_vars/all/dr_targets.yml").read_text())["dr_inspect_thresholds"]
+THRESHOLDS = yaml.safe_load((ROOT / "inventory/production/group_vars/all/dr_targets.yml").read_text())["dr_inspect_thresholds"]
 JOBS = ["archive-db-full", "archive-db-diff", "archive-db-incr", "archive-db-verify",
         "archive-files-snapshot", "archive-files-check"]
 
