@@ -35,7 +35,11 @@ SIZE_SIGMA = 0.7
 SIZE_MIN = 150 * KB
 SIZE_MAX = 12 * MB
 MEAN_SIZE = SIZE_MEDIAN * math.exp(SIZE_SIGMA ** 2 / 2)
-PAGE_BYTES = 330 * KB              # ~ one scanned page (the real archive: 219 GB / 670k pages)
+# The real archive: 67,335 items, ~670,000 pages, 219 GB (about 10 pages and 3.3 MB an item).
+# Pages follow the item's drawn size at the real archive's density, before any --total-size
+# scaling: a smaller lab archive keeps the real page count and has thinner pages.
+REAL_ITEMS, REAL_PAGES = 67335, 670000
+PAGE_BYTES = MEAN_SIZE * REAL_ITEMS / REAL_PAGES
 IMG_W = 800                        # raster width in pixels (8-bit gray)
 VOUCHER_BOX = (680, 397)           # 240 mm x 140 mm voucher, in points
 FONDS = (("Z001", "本级"), ("Z002", "第一研究所"), ("Z003", "第二研究所"))
@@ -69,6 +73,8 @@ def plan_items(items, seed, total_size=None, fonds=FONDS, years=YEARS):
                       "retention": ret, "size": _size_for(rng),
                       "month": rng.randint(1, 12), "nvouchers": rng.randint(5, 40),
                       "first_voucher": rng.randint(1, 400)})
+    for s in specs:
+        s["pages"] = max(1, min(200, int(round(s["size"] / PAGE_BYTES))))
     if total_size:
         factor = float(total_size) / sum(s["size"] for s in specs)
         for s in specs:
@@ -86,7 +92,6 @@ def plan_items(items, seed, total_size=None, fonds=FONDS, years=YEARS):
         s["voucher_nos"] = ";".join("记-%04d" % n for n in range(a, b + 1))
         s["title"] = "%s%d年%02d月记账凭证（记-%04d至记-%04d）" % (
             s["fonds_name"], s["year"], s["month"], a, b)
-        s["pages"] = max(1, min(200, int(round(s["size"] / PAGE_BYTES))))
     return specs
 
 
@@ -99,7 +104,7 @@ def _utf16(s):
 
 
 def _page_raster(rng, nbytes):
-    h = max(8, nbytes // IMG_W)
+    h = max(2, -(-nbytes // IMG_W))  # rows rounded up: thin pages would otherwise lose a row each
     buf = bytearray(rng.randbytes(IMG_W * h).translate(_PAPER))
     dark = b"\x30" * IMG_W
     step = max(6, h // 14)
@@ -115,7 +120,7 @@ def build_pdf(spec, seed):
     rng = random.Random("%s:%d:data" % (seed, spec["i"]))
     pages = spec["pages"]
     overhead = 1200 + 900 * pages
-    per_page = max(IMG_W * 8, (spec["size"] - overhead) // pages)
+    per_page = max(IMG_W * 2, (spec["size"] - overhead) // pages)
     chunks = []
     offsets = {}
     pos = 0
