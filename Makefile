@@ -37,6 +37,7 @@ lab-down: venv
 lint: venv
 	yamllint -s .
 	ansible-lint --profile production
+	lint-imports
 
 unit: deps venv
 	archive-dr lab keys

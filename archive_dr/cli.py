@@ -6,10 +6,16 @@ import os
 import sys
 from pathlib import Path
 
-from archive_dr import lab
+from archive_dr import lab, paths, runner
+from archive_dr.errors import ArchiveDrError, LabError
 
-DEFAULT_INVENTORY = lab.ROOT / "inventory" / "lab"
-DEFAULT_STATE = lab.ROOT / ".lab"
+INVENTORY_HELP = ("an inventory source; repeat for a layered inventory, later sources override earlier ones "
+                  "(default: inventory/production then inventory/lab, or $%s, sources separated by '%s')"
+                  % (paths.LAB_INVENTORY_ENV, os.pathsep))
+
+
+def _inventory(values) -> list[Path]:
+    return paths.sources(values, paths.default_lab_inventory())
 
 
 def _spec(args) -> lab.LabSpec:
@@ -19,7 +25,7 @@ def _spec(args) -> lab.LabSpec:
         "lab_mgmt_subnet": getattr(args, "mgmt_subnet", None),
         "lab_wan_subnet": getattr(args, "wan_subnet", None),
     }
-    return lab.load_spec(Path(args.inventory), Path(args.state_dir), overrides)
+    return lab.load_spec(_inventory(args.inventory), Path(args.state_dir), overrides)
 
 
 def cmd_lab_up(args) -> int:
@@ -66,15 +72,14 @@ def cmd_lab_destroy(args) -> int:
 
 def cmd_lab_seed(args) -> int:
     if args.items < 1:
-        raise lab.LabError(f"--items must be at least 1, got {args.items}")
-    import subprocess
-
-    playbook = [str(Path(sys.executable).parent / "ansible-playbook"), "playbooks/lab-seed.yml",
-                "-e", f"lab_seed_items={args.items}", "-e", f"lab_seed_seed={args.seed}"]
+        raise LabError(f"--items must be at least 1, got {args.items}")
+    extra = {"lab_seed_items": args.items, "lab_seed_seed": args.seed}
     if args.total_size:
-        playbook += ["-e", f"lab_seed_total_size={args.total_size}"]
-    env = dict(os.environ, ANSIBLE_CONFIG=str(lab.ROOT / "ansible.cfg"))
-    return subprocess.run(playbook, cwd=lab.ROOT, env=env).returncode
+        extra["lab_seed_total_size"] = args.total_size
+    result = runner.run_playbook("lab-seed.yml", _inventory(args.inventory), extra, quiet=False)
+    if not result.ok:
+        print(f"archive-dr lab seed: {result.outcome()}", file=sys.stderr)
+    return 0 if result.ok else 1
 
 
 def cmd_lab_smoke(args) -> int:
@@ -87,7 +92,7 @@ def cmd_lab_smoke(args) -> int:
 def cmd_secrets(args) -> int:
     from archive_dr import secrets
 
-    added = secrets.ensure(Path(args.secrets_inventory))
+    added = secrets.ensure(_inventory(args.secrets_inventory))
     print(f"secrets: {len(added)} generated" + (f" ({', '.join(added)})" if added else ", all present"))
     return 0
 
@@ -97,7 +102,7 @@ def cmd_secrets(args) -> int:
 def cmd_rebuild(args) -> int:
     from archive_dr import rebuild
 
-    inventory = Path(args.rebuild_inventory)
+    inventory = _inventory(args.rebuild_inventory)
     try:
         if args.install_media:
             for path in rebuild.render_install_media(args.host, inventory, Path(args.install_media)):
@@ -117,8 +122,7 @@ def add_rebuild_parser(verbs) -> None:
     parser = verbs.add_parser("rebuild", help="rebuild a dead DR-site host from bare metal, offline")
     parser.add_argument("host", help="inventory host in site_miyun")
     parser.add_argument("--force", action="store_true", help="rebuild even if the host is alive and serving")
-    parser.add_argument("--rebuild-inventory", default=str(DEFAULT_INVENTORY),
-                        help="Ansible inventory (default: inventory/lab)")
+    parser.add_argument("--rebuild-inventory", action="append", help=INVENTORY_HELP)
     parser.add_argument("--report-dir", help="where reports go (default: reports/)")
     parser.add_argument("--install-media", metavar="DIR",
                         help="only render the PXE (dnsmasq, GRUB, pxelinux) and preseed files into DIR")
@@ -127,9 +131,8 @@ def add_rebuild_parser(verbs) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="archive-dr", description=__doc__)
-    parser.add_argument("--inventory", default=os.environ.get("ARCHIVE_DR_LAB_INVENTORY", str(DEFAULT_INVENTORY)),
-                        help="lab inventory directory (default: inventory/lab)")
-    parser.add_argument("--state-dir", default=os.environ.get("ARCHIVE_DR_LAB_STATE", str(DEFAULT_STATE)),
+    parser.add_argument("--inventory", action="append", help=INVENTORY_HELP)
+    parser.add_argument("--state-dir", default=os.environ.get("ARCHIVE_DR_LAB_STATE", str(paths.LAB_STATE_DIR)),
                         help="where the lab keeps its keys, disks and state (default: .lab)")
     verbs = parser.add_subparsers(dest="verb", required=True)
 
@@ -159,15 +162,17 @@ def build_parser() -> argparse.ArgumentParser:
     seed.set_defaults(func=cmd_lab_seed)
     lab_verbs.add_parser("smoke", help="what runs where, failed units").set_defaults(func=cmd_lab_smoke)
     secrets_parser = verbs.add_parser("secrets", help="generate missing secrets into the inventory's vault")
-    secrets_parser.add_argument("secrets_inventory", nargs="?", default=str(DEFAULT_INVENTORY))
+    secrets_parser.add_argument("secrets_inventory", nargs="*", metavar="SOURCE",
+                                help="inventory sources in order; the vault goes into the last one's "
+                                     "group_vars/all/vault.yml (default: the lab inventory)")
     secrets_parser.set_defaults(func=cmd_secrets)
     add_rebuild_parser(verbs)
     _add_dr_verbs(verbs)
     return parser
 
 
-# ---------------------------------------------------------------- drill, inspection, evidence (issue 8)
-# Thin pass-through verbs: the argument parsing lives in archive_dr/drill.py and archive_dr/evidence.py.
+# ---------------------------------------------------------------- drill, inspection, evidence, verify, offline
+# Thin pass-through verbs: the argument parsing lives in the modules that do the work.
 def _add_dr_verbs(verbs) -> None:
     def passthrough(target):
         def run(args) -> int:
@@ -180,7 +185,9 @@ def _add_dr_verbs(verbs) -> None:
     for name, target, help_ in (
             ("drill", "archive_dr.drill:main", "DR drill: disaster at geo, recovery at miyun, failback; RTO/RPO report"),
             ("inspect", "archive_dr.drill:inspect_main", "monthly inspection (playbooks/inspect.yml), report under reports/"),
-            ("evidence", "archive_dr.evidence:main", "usage report for a period: drills, inspections, indicators")):
+            ("evidence", "archive_dr.evidence:main", "usage report for a period: drills, inspections, indicators"),
+            ("verify", "archive_dr.verify:main", "four-property check (四性检测) of a file store against its metadata"),
+            ("offline", "archive_dr.offline:main", "offline Blu-ray volume sets: build, verify, repair, due, recheck")):
         p = verbs.add_parser(name, help=help_, add_help=False, prefix_chars="\0")
         p.add_argument("dr_args", nargs=argparse.REMAINDER)
         p.set_defaults(func=passthrough(target))
@@ -190,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except lab.LabError as exc:
+    except ArchiveDrError as exc:
         print(f"archive-dr: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

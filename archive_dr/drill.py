@@ -37,12 +37,13 @@ import threading
 import time
 from pathlib import Path
 
-import yaml
+from archive_dr import lab, paths, report, runner
+from archive_dr.inventory import Inventory
+from archive_dr.ssh import TARGET_VARS, SshTarget, ssh_argv
 
-from archive_dr import report
-
-ROOT = Path(__file__).resolve().parents[1]
-LAB_STATE = ROOT / ".lab" / "state.json"
+LAB_STATE_DIR = paths.LAB_STATE_DIR
+# The task of playbooks/drill.yml (phase probe) whose stdout is {"db": <epoch>, "files": <epoch>}.
+PROBE_TASK = "Newest heartbeat row and file present here"
 SCENARIOS = {"host-lost": "主机损毁 archive host lost", "ransomware": "勒索软件 files encrypted + table dropped"}
 
 # GB/T 20988-2007 Annex A (灾难恢复能力等级划分), its table of RTO / RPO per disaster-recovery level.
@@ -96,11 +97,6 @@ def gbt20988_level(rto_seconds, rpo_seconds, synchronous=False, why_not=None):
 
 # ------------------------------------------------------------------ phase output: one line for the table, all in a log
 _CAPTURE = []       # stack: the running phase's list of (command, output) pairs; playbook() and commands() add to it
-_RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
-_TASK = re.compile(r"^(?:TASK|RUNNING HANDLER) \[(.*?)\]\s*\**\s*$", re.M)
-_FATAL = re.compile(r"^(?:fatal|failed): \[([^\]]+)\](?:[^\n]*?)?: (FAILED|UNREACHABLE)! =>(.*)$", re.M)
-_ANSIBLE_NOISE = ("PLAY", "TASK", "RUNNING HANDLER", "ok:", "changed:", "skipping:", "included:", "fatal:", "failed:",
-                  "...ignoring", "NO MORE HOSTS")
 
 
 def _capture(command, output):
@@ -113,57 +109,14 @@ def _one_line(text, limit=240):
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
-def _ansible_msg(block):
-    """The message of a failed task: its ``msg:`` (YAML result format) or "msg" (JSON), else stderr, else rc."""
-    block = block.strip()
-    if block.startswith("{"):
-        try:
-            d = json.loads(block.splitlines()[0])
-            return str(d.get("msg") or (d.get("stderr") or "").strip().splitlines()[-1:] or "rc=%s" % d.get("rc"))
-        except (ValueError, IndexError, AttributeError):
-            pass
-    for key in ("msg", "stderr", "reason"):
-        m = re.search(r"^\s*%s:\s*(?:[|>][-+]?\s*\n\s*)?(.+)$" % key, block, re.M)
-        if m and m.group(1).strip() not in ("''", '""'):
-            return m.group(1).strip().strip("'\"")
-    return block.splitlines()[0] if block else ""
-
-
-def playbook_outcome(text):
-    """One line for a phase's ansible-playbook output: the task that failed and why, or else the last message a
-    task printed and the PLAY RECAP counts. Never the PLAY/TASK banners (the full output is in the phase's log)."""
-    text = text or ""
-    m = _FATAL.search(text)
-    if m:
-        tasks = [t for t in _TASK.finditer(text[:m.start()])]
-        task = tasks[-1].group(1) if tasks else "?"
-        rest = text[m.end():]
-        nxt = re.search(r"^\S", rest, re.M)
-        block = m.group(3) + "\n" + (rest[:nxt.start()] if nxt else rest)
-        return _one_line("task “%s” %s on %s: %s" % (task, "unreachable" if m.group(2) == "UNREACHABLE" else "failed",
-                                                    m.group(1), _ansible_msg(block)))
-    recap = _RECAP.findall(text)
-    if recap or _TASK.search(text):
-        msgs = re.findall(r"^\s*msg:\s*(?:[|>][-+]?\s*\n\s*)?(.+)$", text, re.M)
-        msgs += [x.group(1) for x in re.finditer(r'"msg": "([^"]+)"', text)]
-        if msgs:        # what the playbook said last, and the counts in short
-            counts = "%d host%s, %d changed" % (len(recap), "" if len(recap) == 1 else "s",
-                                                sum(int(x[2]) for x in recap)) if recap else ""
-            return _one_line(_one_line(msgs[-1].strip(), 160) + (" (%s)" % counts if counts else ""))
-        return _one_line("; ".join("%s: %s ok, %s changed%s" % (h, ok, ch, (", %s unreachable" % un if un != "0" else "")
-                                                              + (", %s failed" % fa if fa != "0" else ""))
-                                   for h, ok, ch, un, fa in recap))
-    lines = [ln.strip() for ln in text.splitlines()
-             if ln.strip() and not ln.lstrip().startswith(_ANSIBLE_NOISE) and set(ln.strip()) != {"*"}]
-    return _one_line(lines[-1] if lines else "")
-
-
 def outcome(value):
     """The one-line outcome of a phase from what its function returned."""
     if value is None:
         return ""
+    if isinstance(value, runner.PlaybookResult):
+        return value.outcome()
     if isinstance(value, str):
-        return playbook_outcome(value)
+        return _one_line(value)
     if isinstance(value, dict) and "summary" in value:
         return _one_line(str(value["summary"]).splitlines()[0] if value["summary"] else "")
     if isinstance(value, subprocess.CompletedProcess):
@@ -390,49 +343,13 @@ def replication_info(cfg):
 
 
 # ------------------------------------------------------------------ Ansible plumbing
-def _env():
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0",
-               CONTAINERS_CONF=str(ROOT / "lab" / "containers.conf"))
-    return env
-
-
-def _bin(tool):
-    return str(Path(sys.executable).parent / tool)
-
-
 def playbook(name, inventory, extra=None, timeout=3600):
-    path = ROOT / "playbooks" / name
-    argv = [_bin("ansible-playbook"), "-i", str(inventory), str(path)]
-    if extra:
-        argv += ["-e", json.dumps(extra)]
-    p = subprocess.run(argv, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=timeout)
+    """Run playbooks/<name> through the runner layer; its text output goes to the phase's log. Raises
+    runner.PlaybookFailed (with the one-line outcome) when it fails; returns the PlaybookResult."""
+    result = runner.run_playbook(name, inventory, extra, timeout=timeout)
     _capture("ansible-playbook %s%s" % (name, (" -e '%s'" % json.dumps(extra)) if extra else ""),
-             p.stdout + (("\n# stderr\n" + p.stderr) if p.stderr.strip() else ""))
-    if p.returncode != 0:
-        raise PlaybookFailed(name, p.returncode, p.stdout + p.stderr)
-    return p.stdout
-
-
-class PlaybookFailed(RuntimeError):
-    """A playbook failed: ``outcome`` is the one-line reason (the task that failed), the message keeps the tail."""
-
-    def __init__(self, name, rc, output):
-        self.outcome = "%s failed (rc=%d): %s" % (name, rc, playbook_outcome(output) or "see the log")
-        super().__init__("%s failed (rc=%d): %s" % (name, rc, output[-3000:]))
-
-
-def host_vars(inventory, host, names):
-    """Templated variables of a host, via ansible's debug module (resolves lookups like the SSH key path)."""
-    argv = [_bin("ansible"), "-i", str(inventory), host, "-m", "ansible.builtin.debug", "-a",
-            "msg={{ {%s} | to_json }}" % ", ".join("'%s': %s | default(None)" % (n, n) for n in names)]
-    env = _env()
-    env["ANSIBLE_LOAD_CALLBACK_PLUGINS"] = "1"
-    env["ANSIBLE_STDOUT_CALLBACK"] = "json"
-    p = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    data = json.loads(p.stdout)
-    res = data["plays"][0]["tasks"][0]["hosts"][host]
-    msg = res["msg"]
-    return json.loads(msg) if isinstance(msg, str) else msg
+             result.stdout + ("\n# artifacts: %s" % result.artifact_dir))
+    return result.check()
 
 
 class Heartbeat(threading.Thread):
@@ -472,33 +389,22 @@ class Heartbeat(threading.Thread):
         return (self.acked_db[-1] if self.acked_db else None)
 
 
-def ssh_argv(inventory, host):
-    v = host_vars(inventory, host, ["ansible_host", "ansible_user", "ansible_ssh_private_key_file", "ansible_port"])
-    argv = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=3", "-o", "ControlMaster=auto",
-            "-o", "ControlPath=/tmp/archive-dr-drill-%C", "-o", "ControlPersist=120"]
-    if v.get("ansible_ssh_private_key_file"):
-        argv += ["-i", v["ansible_ssh_private_key_file"]]
-    if v.get("ansible_port"):
-        argv += ["-p", str(v["ansible_port"])]
-    argv.append("%s@%s" % (v.get("ansible_user") or "root", v.get("ansible_host") or host))
-    return argv
+def heartbeat_ssh_argv(inventory, host):
+    """ssh argv to a host of the inventory over one persistent connection (the heartbeat's)."""
+    values = Inventory(inventory).host_vars(host, TARGET_VARS)
+    return ssh_argv(SshTarget.from_vars(host, values), connect_timeout=3, persist="/tmp/archive-dr-drill-%C")
 
 
 # ------------------------------------------------------------------ the drill
 def load_config(inventory):
-    with open(Path(inventory) / "group_vars" / "all" / "dr_targets.yml", encoding="utf-8") as f:
-        data = yaml.safe_load(f) or {}
-    return data.get("dr_targets", {}), data.get("dr_drill", {})
+    """(dr_targets, dr_drill) of the inventory, templated (no vault needed)."""
+    values = Inventory(inventory, vault=False).group_vars("all", ["dr_targets", "dr_drill"])
+    return values.get("dr_targets") or {}, values.get("dr_drill") or {}
 
 
 def lab_inventory():
-    """The inventory of the running lab (recorded by ``archive-dr lab up``), or None."""
-    try:
-        inv = json.loads(LAB_STATE.read_text()).get("inventory")
-    except (OSError, ValueError):
-        return None
-    return Path(inv).resolve() if inv else None
+    """The inventory of the running lab (its sources, recorded by ``archive-dr lab up``), or None."""
+    return lab.recorded_inventory(LAB_STATE_DIR)
 
 
 def failback_key(cfg, scenario):
@@ -514,17 +420,22 @@ def preflight(cfg, scenario, mode, inventory=None):
         need.append(failback_key(cfg, scenario))
     for key in need:
         pb = (cfg.get("playbooks") or {}).get(key)
-        if not pb or not (ROOT / "playbooks" / pb).exists():
+        if not pb or not (paths.PLAYBOOKS / pb).exists():
             missing.append("%s (%s)" % (key, pb))
     if missing:
         raise RuntimeError("playbooks missing: %s — the replica work (promote/failback/restore at miyun) has "
                            "not landed" % ", ".join(missing))
     if mode == "destructive":
-        lab = lab_inventory()
-        if lab is None or inventory is None or Path(inventory).resolve() != lab:
+        recorded = lab_inventory()
+        if recorded is None or inventory is None or not paths.same_inventory(inventory, recorded):
             raise RuntimeError("destructive drill refused: %s is not the lab inventory recorded in %s (%s); "
-                               "on real sites use --mode non-destructive" % (inventory, LAB_STATE, lab))
+                               "on real sites use --mode non-destructive"
+                               % (_sources_text(inventory), LAB_STATE_DIR / lab.STATE_FILE, _sources_text(recorded)))
     return "playbooks: %s" % ", ".join(cfg["playbooks"][k] for k in need)
+
+
+def _sources_text(inventory):
+    return "none" if inventory is None else " + ".join(str(p) for p in paths.sources(inventory, []))
 
 
 def _site_host(inventory, where):
@@ -544,13 +455,11 @@ def verify(inventory, where, drill_id, out_dir):
 
 
 def newest_recovered(inventory, where, drill_id):
-    out = playbook("drill.yml", inventory, {"dr_drill_phase": "probe", "dr_drill_where": where,
-                                            "dr_drill_host": _site_host(inventory, where), "dr_drill_id": drill_id})
-    for line in out.splitlines():
-        if "DRILL_PROBE " in line:
-            data = json.loads(line.split("DRILL_PROBE ", 1)[1].rstrip("\"' ,"))
-            return data.get("db"), data.get("files")
-    raise RuntimeError("probe printed nothing")
+    host = _site_host(inventory, where)
+    result = playbook("drill.yml", inventory, {"dr_drill_phase": "probe", "dr_drill_where": where,
+                                               "dr_drill_host": host, "dr_drill_id": drill_id})
+    data = json.loads(result.task_result(PROBE_TASK, host)["stdout"])
+    return data.get("db"), data.get("files")
 
 
 def run(scenario, mode, inventory, reports_dir):
@@ -574,7 +483,7 @@ def run(scenario, mode, inventory, reports_dir):
                {"dr_drill_phase": "prepare", "dr_drill_id": drill_id})
         v = ph.run("verify-before", "演练前四性检测 (geo)", verify, inventory, "geo", drill_id, work)
         verifies.append({"stage": "before (geo)", "passed": v["passed"], "summary": v["summary"]})
-        hb = Heartbeat(ssh_argv(inventory, cfg.get("archive_host", "geo-archive")), drill_id,
+        hb = Heartbeat(heartbeat_ssh_argv(inventory, cfg.get("archive_host", "geo-archive")), drill_id,
                        cfg.get("db", "archive"), cfg.get("heartbeat_table", "archive_dr_drill_heartbeat"),
                        cfg.get("heartbeat_dir", "/srv/archive/.archive-dr-drill"), cfg.get("heartbeat_interval", 1.0))
         hb.start()
@@ -662,11 +571,12 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="archive-dr drill", description=__doc__.splitlines()[0])
     p.add_argument("--scenario", choices=sorted(SCENARIOS), required=True)
     p.add_argument("--mode", choices=["destructive", "non-destructive"], default="destructive")
-    p.add_argument("--inventory", default=str(ROOT / "inventory" / "lab"))
-    p.add_argument("--reports", default=str(ROOT / "reports"))
+    p.add_argument("--inventory", action="append",
+                   help="an inventory source, repeatable in order (default: the lab inventory)")
+    p.add_argument("--reports", default=str(paths.REPORTS))
     a = p.parse_args(argv)
-    res = run(a.scenario, a.mode, a.inventory, a.reports)
-    paths = report.write(res, a.reports)
+    res = run(a.scenario, a.mode, paths.sources(a.inventory, paths.default_lab_inventory()), a.reports)
+    written = report.write(res, a.reports)
     for ph in res["phases"]:
         print("%-16s %8.1f s  %s  %s" % (ph["name"], ph["seconds"], "ok" if ph["ok"] else "FAIL", ph["detail"][:120]))
     print("RTO %s (target %s)  RPO %s (target %s)  GB/T 20988 level %s" % (
@@ -680,16 +590,22 @@ def main(argv=None):
         for ph in res["phases"]:
             if not ph["ok"] and ph.get("log"):
                 print("full output: %s" % (Path(a.reports) / ph["log"]), file=sys.stderr)
-    print(json.dumps({k: str(v) for k, v in paths.items()}))
-    print("drill report: %s (%s)" % (paths["html"], paths["md"]))
+    print(json.dumps({k: str(v) for k, v in written.items()}))
+    print("drill report: %s (%s)" % (written["html"], written["md"]))
     return 0 if res["passed"] else 1
 
 
 def inspect_main(argv=None):
-    """archive-dr inspect [ansible-playbook options]: run playbooks/inspect.yml (exit non-zero on critical findings)."""
+    """archive-dr inspect [ansible-playbook options]: run playbooks/inspect.yml (exit non-zero on critical findings).
+    Without -i the inventory is the lab's."""
     argv = list(argv or [])
-    return subprocess.call([_bin("ansible-playbook"), str(ROOT / "playbooks" / "inspect.yml"), *argv], cwd=ROOT,
-                           env=_env())
+    own_inventory = any(a in ("-i", "--inventory", "--inventory-file") or a.startswith(("-i", "--inventory="))
+                        for a in argv)
+    result = runner.run_playbook("inspect.yml", None if own_inventory else paths.default_lab_inventory(),
+                                 args=argv, quiet=False)
+    if not result.ok:
+        print("archive-dr inspect: %s" % result.outcome(), file=sys.stderr)
+    return 0 if result.ok else (result.rc or 1)
 
 
 if __name__ == "__main__":

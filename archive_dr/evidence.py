@@ -29,11 +29,8 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
-from archive_dr import report
-
-ROOT = Path(__file__).resolve().parents[1]
+from archive_dr import paths, report
+from archive_dr.inventory import Inventory
 
 
 def _day(s):
@@ -45,10 +42,8 @@ def _ts_day(ts):
 
 
 def load_targets(inventory):
-    """dr_targets from the inventory's group_vars/all/dr_targets.yml (plain YAML, no templating needed)."""
-    p = Path(inventory) / "group_vars" / "all" / "dr_targets.yml"
-    with open(p, encoding="utf-8") as f:
-        return (yaml.safe_load(f) or {}).get("dr_targets", {})
+    """dr_targets of the inventory (its ordered sources), templated; no vault needed."""
+    return Inventory(paths.sources(inventory, []), vault=False).group_vars("all", ["dr_targets"]).get("dr_targets", {})
 
 
 def collect(reports_dir, start, end):
@@ -225,19 +220,20 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="archive-dr evidence", description=__doc__.splitlines()[0])
     p.add_argument("--from", dest="start", required=True, type=_day, help="first day (YYYY-MM-DD)")
     p.add_argument("--to", dest="end", required=True, type=_day, help="last day (YYYY-MM-DD)")
-    p.add_argument("--reports", default=str(ROOT / "reports"), help="where drill/inspection reports are")
-    p.add_argument("--inventory", default=str(ROOT / "inventory" / "lab"), help="inventory with dr_targets.yml")
+    p.add_argument("--reports", default=str(paths.REPORTS), help="where drill/inspection reports are")
+    p.add_argument("--inventory", action="append",
+                   help="an inventory source with dr_targets, repeatable in order (default: the lab inventory)")
     p.add_argument("--out", help="output directory (default: <reports>/evidence-<from>_<to>)")
     a = p.parse_args(argv)
     if a.end < a.start:
         p.error("--to is before --from")
-    res = build(a.reports, a.start, a.end, load_targets(a.inventory))
+    res = build(a.reports, a.start, a.end, load_targets(paths.sources(a.inventory, paths.default_lab_inventory())))
     out = a.out or str(Path(a.reports) / ("evidence-%s" % res["id"]))
-    paths = write(res, out)
+    written = write(res, out)
     for i in res["indicators"]:
         print("%-28s target %-12s measured %-22s %s" % (i["name"], i["target_text"], i["measured_text"],
                                                          "-" if i["met"] is None else ("met" if i["met"] else "NOT MET")))
-    print(json.dumps({k: str(v) for k, v in paths.items()}, ensure_ascii=False))
+    print(json.dumps({k: str(v) for k, v in written.items()}, ensure_ascii=False))
     return 0
 
 

@@ -13,11 +13,15 @@ from pathlib import Path
 
 import jinja2
 
-ROOT = Path(__file__).resolve().parent.parent
+from archive_dr import paths, runner
+from archive_dr.errors import InventoryError
+from archive_dr.inventory import Inventory, role_defaults
+from archive_dr.ssh import TARGET_VARS, SshTarget, ssh_run
+
 DR_GROUP = "site_miyun"
 SERVING_UNITS = ("postgresql@*", "archive-dr-replica-*", "strongswan*", "archive-dr-tunnel-*", "archive-dr-depot*")
 EXIT_REFUSED, EXIT_DEPOT, EXIT_FAILED = 2, 3, 1
-HOST_VARS = ["ansible_host", "ansible_user", "ansible_ssh_private_key_file", "group_names", "site_name",
+HOST_VARS = [*TARGET_VARS, "inventory_hostname", "group_names", "site_name",
              "storage_pools", "lan_address", "sites", "baseline_admin_ssh_keys", "baseline_ntp_servers",
              "os_install_defaults", "os_install_hosts", "lab_mgmt_subnet", "apt_source_uri", "wan_interface",
              "lab_wan_rate", "site_gateway_wan_rate"]
@@ -29,31 +33,18 @@ class RebuildError(Exception):
         self.code = code
 
 
-def host_vars(inventory: Path, names: list[str]) -> dict[str, dict]:
-    sys.path.insert(0, str(ROOT))
-    from bootstrap import inventory_vars
-
-    saved = dict(inventory_vars.BOOTSTRAP_VARS)
-    inventory_vars.BOOTSTRAP_VARS.update({name: saved.get(name) for name in HOST_VARS})
+def host_vars(inventory: list[Path], names: list[str]) -> dict[str, dict]:
+    """{host: HOST_VARS templated}, over the defaults of the roles that own them (baseline, apt_source)."""
     try:
-        return inventory_vars.load(inventory, names)
-    except inventory_vars.InventoryError as exc:
+        inv = Inventory(inventory)
+        defaults = role_defaults("baseline", "apt_source")
+        return {name: inv.host_vars(name, HOST_VARS, defaults=defaults) for name in names}
+    except InventoryError as exc:
         raise RebuildError(str(exc), EXIT_REFUSED) from None
-    finally:
-        inventory_vars.BOOTSTRAP_VARS.clear()
-        inventory_vars.BOOTSTRAP_VARS.update(saved)
 
 
 def ssh(values: dict, command: str, timeout: int = 30) -> subprocess.CompletedProcess:
-    args = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR"]
-    if values.get("ansible_ssh_private_key_file"):
-        args += ["-i", values["ansible_ssh_private_key_file"]]
-    args += [f"{values.get('ansible_user') or 'root'}@{values['ansible_host']}", command]
-    try:
-        return subprocess.run(args, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return subprocess.CompletedProcess(args, 255, "", "timeout")
+    return ssh_run(SshTarget.from_vars(values.get("inventory_hostname", ""), values), command, timeout=timeout)
 
 
 def probe(values: dict) -> dict:
@@ -103,7 +94,7 @@ def rate_bits(text: str | None) -> int | None:
 
 
 def _stream(cmd: list[str], env: dict, log, on_line=None) -> int:
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=paths.ROOT)
     for line in proc.stdout:  # type: ignore[union-attr]
         sys.stdout.write(line)
         sys.stdout.flush()
@@ -113,10 +104,11 @@ def _stream(cmd: list[str], env: dict, log, on_line=None) -> int:
     return proc.wait()
 
 
-def run_bootstrap(name: str, inventory: Path, log) -> tuple[int, dict, list[str]]:
-    env = dict(os.environ, ARCHIVE_DR_BOOTSTRAP_HOSTS=name, ARCHIVE_DR_INVENTORY=str(inventory))
+def run_bootstrap(name: str, inventory: list[Path], log) -> tuple[int, dict, list[str]]:
+    env = dict(os.environ, ARCHIVE_DR_BOOTSTRAP_HOSTS=name,
+               ARCHIVE_DR_INVENTORY=os.pathsep.join(str(source) for source in inventory))
     lines: list[str] = []
-    code = _stream([str(ROOT / ".venv" / "bin" / "pyinfra"), "-y", "bootstrap/inventory.py", "bootstrap/deploy.py"],
+    code = _stream([str(Path(sys.executable).parent / "pyinfra"), "-y", "bootstrap/inventory.py", "bootstrap/deploy.py"],
                    env, log, lines.append)
     counts = {}
     for line in lines:
@@ -127,38 +119,37 @@ def run_bootstrap(name: str, inventory: Path, log) -> tuple[int, dict, list[str]
     return code, counts, lines
 
 
-def run_playbook(name: str, case: str, inventory: Path, log) -> tuple[int, list[dict], dict]:
-    """ansible-playbook rebuild-miyun.yml; phases timed as their plays stream by."""
+def play_phases(plays: list[tuple[str, _dt.datetime]], finished: _dt.datetime | None) -> list[dict]:
+    """Phases of rebuild-miyun.yml from its plays' start times: a play titled "Phase N: label" starts a phase
+    (the plays before the first one are one phase), and a phase lasts until the next one starts."""
     phases: list[dict] = []
-    recap: dict = {}
-
-    def on_line(line: str) -> None:
-        now = time.monotonic()
-        play = re.match(r"^PLAY \[(.*)\] \*+", line)
-        if play:
-            title = play.group(1)
-            if title.startswith("Phase ") or not phases:
-                label = title.split(":", 1)[-1].strip() if title.startswith("Phase ") else title
-                if phases and phases[-1]["label"] == label:
-                    return
-                if phases:
-                    phases[-1]["seconds"] = round(now - phases[-1]["_start"], 1)
-                phases.append({"phase": title.split(":")[0], "label": label, "_start": now})
-        recap_line = re.match(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", line)
-        if recap_line:
-            recap[recap_line.group(1)] = {"ok": int(recap_line.group(2)), "changed": int(recap_line.group(3)),
-                                          "unreachable": int(recap_line.group(4)), "failed": int(recap_line.group(5))}
-
-    env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", PYTHONUNBUFFERED="1")
-    code = _stream([str(ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", str(inventory),
-                    "playbooks/rebuild-miyun.yml", "-e", f"rebuild_host={name}", "-e", f"rebuild_case={case}"],
-                   env, log, on_line)
-    end = time.monotonic()
-    if phases and "seconds" not in phases[-1]:
-        phases[-1]["seconds"] = round(end - phases[-1]["_start"], 1)
+    for title, started in plays:
+        if title.startswith("Phase ") or not phases:
+            label = title.split(":", 1)[-1].strip() if title.startswith("Phase ") else title
+            if phases and phases[-1]["label"] == label:
+                continue
+            phases.append({"phase": title.split(":")[0], "label": label, "_start": started})
+    for phase, following in zip(phases, phases[1:] + [None]):
+        end = following["_start"] if following else finished
+        phase["seconds"] = round((end - phase["_start"]).total_seconds(), 1) if end else None
     for phase in phases:
-        phase.pop("_start", None)
-    return code, phases, recap
+        phase.pop("_start")
+    return phases
+
+
+def run_playbook(name: str, case: str, inventory: list[Path], log) -> tuple[int, list[dict], dict]:
+    """rebuild-miyun.yml through the runner layer, streamed to the terminal and the log; phases timed from its
+    plays' start events, the recap from its stats."""
+    def to_log(event: dict) -> None:
+        if event.get("stdout"):
+            log.write(event["stdout"] + "\n")
+            log.flush()
+
+    result = runner.run_playbook("rebuild-miyun.yml", inventory, {"rebuild_host": name, "rebuild_case": case},
+                                 quiet=False, on_event=to_log)
+    recap = {host: {"ok": s.ok, "changed": s.changed, "unreachable": s.unreachable, "failed": s.failed}
+             for host, s in result.stats.items()}
+    return (0 if result.ok else (result.rc or 1)), play_phases(result.plays(), result.finished_at()), recap
 
 
 def write_report(report: dict, report_dir: Path) -> tuple[Path, Path]:
@@ -188,8 +179,8 @@ def write_report(report: dict, report_dir: Path) -> tuple[Path, Path]:
     return base.with_suffix(".json"), base.with_suffix(".md")
 
 
-def rebuild(name: str, inventory: Path, force: bool = False, report_dir: Path | None = None) -> dict:
-    report_dir = report_dir or ROOT / "reports"
+def rebuild(name: str, inventory: list[Path], force: bool = False, report_dir: Path | None = None) -> dict:
+    report_dir = report_dir or paths.REPORTS
     started_wall = _dt.datetime.now(_dt.timezone.utc)
     started = time.monotonic()
     all_vars = host_vars(inventory, [name])
@@ -294,12 +285,12 @@ def install_context(name: str, values: dict) -> dict:
     return {"inventory_hostname": name, "os_install": os_install}
 
 
-def render_install_media(name: str, inventory: Path, out: Path) -> list[Path]:
+def render_install_media(name: str, inventory: list[Path], out: Path) -> list[Path]:
     values = host_vars(inventory, [name])[name]
     if DR_GROUP not in (values.get("group_names") or []):
         raise RebuildError(f"refused: {name} is not a DR-site host ({DR_GROUP})", EXIT_REFUSED)
     context = install_context(name, values)
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(ROOT / "templates")), trim_blocks=True,
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(paths.ROOT / "templates")), trim_blocks=True,
                              keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
     targets = {
         "preseed/debian-bookworm.preseed.j2": out / "http" / "preseed" / f"{name}.cfg",

@@ -30,11 +30,11 @@ from pathlib import Path
 
 import jinja2
 
+from archive_dr import paths
 from archive_dr.fixity import load
 
-ROOT = Path(__file__).resolve().parents[1]
-TEMPLATES = ROOT / "templates" / "reports"
-DEFAULT_REPORTS = ROOT / "reports"
+TEMPLATES = paths.ROOT / "templates" / "reports"
+DEFAULT_REPORTS = paths.REPORTS
 _insp = load("dr_inspect")
 
 SEV_ORDER = {"critical": 0, "warning": 1, "info": 2}

@@ -22,8 +22,9 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-ENV = dict(os.environ, CONTAINERS_CONF=os.path.join(ROOT, "lab", "containers.conf"))
+from archive_dr import paths
+
+ENV = dict(os.environ, CONTAINERS_CONF=str(paths.CONTAINERS_CONF))
 
 
 def sh(host, script, timeout=3600):

@@ -20,10 +20,10 @@ import argparse
 import os
 import subprocess
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-ENV = dict(os.environ, CONTAINERS_CONF=str(ROOT / "lab" / "containers.conf"))
+from archive_dr import paths
+
+ENV = dict(os.environ, CONTAINERS_CONF=str(paths.CONTAINERS_CONF))
 GEO, MIYUN, GEO_FW = "geo-archive", "miyun-store", "geo-fw"
 STORE, WORKING = "/srv/archive", "/srv/dr/files/current"
 BENCH_DIR = ".replica-bench"

@@ -20,18 +20,18 @@ import json
 import re
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "lab"))
+from archive_dr import paths
+from archive_dr.inventory import Inventory
+
+sys.path.insert(0, str(paths.ROOT / "tests" / "lab"))
 import tunnel_probe as tp  # noqa: E402
-
-import yaml  # noqa: E402
 
 
 def wan_limit_bps() -> float:
-    data = yaml.safe_load((ROOT / "inventory/lab/group_vars/gateways.yml").read_text())
-    rate = str(data["site_gateway_wan_rate"]).lower()
+    inventory = Inventory(paths.LAB_INVENTORY, vault=False)
+    values = inventory.host_vars(inventory.hosts("gateways")[0], ["site_gateway_wan_rate"])
+    rate = str(values.get("site_gateway_wan_rate")).lower()
     m = re.fullmatch(r"([\d.]+)\s*([kmg]?)bit", rate)
     if not m:
         raise SystemExit(f"cannot parse site_gateway_wan_rate {rate!r}")

@@ -19,8 +19,8 @@ from pyinfra.facts.files import File
 from pyinfra.facts.server import Command
 from pyinfra.operations import apt, files, python, server
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+from archive_dr.paths import ROOT
+
 TEMPLATE = ROOT / "roles" / "apt_source" / "templates" / "sources.list.j2"
 
 

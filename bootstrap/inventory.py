@@ -4,29 +4,28 @@
 
 Environment:
   ARCHIVE_DR_BOOTSTRAP_HOSTS      comma-separated inventory host names (required)
-  ARCHIVE_DR_INVENTORY            Ansible inventory directory (default inventory/lab)
+  ARCHIVE_DR_INVENTORY            inventory sources in order, os.pathsep-separated (default: the lab inventory,
+                                  inventory/production then inventory/lab)
   ARCHIVE_DR_BOOTSTRAP_EXTRA      JSON object of variable overrides (like ansible -e)
 """
 import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from archive_dr.paths import ROOT
 
 _names = [n for n in os.environ.get("ARCHIVE_DR_BOOTSTRAP_HOSTS", "").split(",") if n]
 if not _names:
     raise SystemExit("bootstrap: set ARCHIVE_DR_BOOTSTRAP_HOSTS to the inventory host(s) to bootstrap")
-_inventory = Path(os.environ.get("ARCHIVE_DR_INVENTORY", ROOT / "inventory" / "lab"))
 _extra = os.environ.get("ARCHIVE_DR_BOOTSTRAP_EXTRA", "{}")
 
 
 def _load() -> dict:
-    # Ansible runs in its own process: pyinfra's gevent and Ansible's loaders do not mix.
+    # Ansible runs in its own process: pyinfra's gevent and Ansible's loaders do not mix. The inventory
+    # sources reach it through ARCHIVE_DR_INVENTORY, which it inherits.
     proc = subprocess.run([sys.executable, str(ROOT / "bootstrap" / "inventory_vars.py"), "--full",
-                           "--inventory", str(_inventory), "--extra", _extra, *_names],
-                          capture_output=True, text=True)
+                           "--extra", _extra, *_names], capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(proc.stderr.strip() or "bootstrap: reading the inventory failed")
     return json.loads(proc.stdout)

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-# The lab tests read ansible-playbook's output (PLAY RECAP): no colour codes, whatever the
-# caller set (molecule exports ANSIBLE_FORCE_COLOR=1 to everything it runs, pytest included).
+# The logs the lab tests print carry no colour codes, whatever the caller set (molecule exports
+# ANSIBLE_FORCE_COLOR=1 to everything it runs, pytest included).
 # Set before the test modules and labkit are imported, so every ENV they build inherits it.
 os.environ["ANSIBLE_FORCE_COLOR"] = "0"
 os.environ["ANSIBLE_NOCOLOR"] = "1"
@@ -57,10 +56,17 @@ def podman_exec():
 
 @pytest.fixture(scope="session")
 def ansible():
-    env = dict(labkit.ENV, ANSIBLE_CONFIG=str(labkit.ROOT / "ansible.cfg"))
-    bindir = Path(sys.executable).parent
+    """Ansible on the lab inventory through the runner layer: ``ansible.playbook(name, *args)`` takes
+    ansible-playbook-style arguments and returns (PlaybookResult, stats per host); ``ansible.module(hosts,
+    module, args, become=False)`` returns the PlaybookResult whose ``task_result(module, host)`` is the answer."""
+    from archive_dr import runner
 
-    def _run(*args: str, tool: str = "ansible-playbook", timeout: int = 1200) -> subprocess.CompletedProcess:
-        return subprocess.run([str(bindir / tool), *args], cwd=labkit.ROOT, env=env, capture_output=True,
-                              text=True, timeout=timeout)
-    return _run
+    class Ansible:
+        @staticmethod
+        def playbook(name: str, *args: str, timeout: int = 1200):
+            return labkit.play_recap(name, *args, timeout=timeout)
+
+        @staticmethod
+        def module(hosts: str, module: str, args: str | dict = "", become: bool = False, timeout: int = 300):
+            return runner.run_module(module, args, hosts, labkit.INVENTORY, become=become, timeout=timeout)
+    return Ansible()

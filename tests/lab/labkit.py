@@ -4,28 +4,28 @@ Two flavours, as the tests use them:
 
 - checked (backup, drill): `sh` and `psql` raise AssertionError with the output when a
   command fails (check=False returns the CompletedProcess); `play` runs a playbook with
-  `-e` extras and raises when it fails.
+  `-e` extras through the runner layer (archive_dr.runner) and raises when it fails.
 - probing (replica): `try_sh` returns the CompletedProcess whatever the exit status;
   `host_psql` returns psql's stdout from any host; `play_recap` returns the
-  CompletedProcess and the PLAY RECAP per host.
+  PlaybookResult and the stats per host (from Ansible's events, never its text).
 
 The lab-is-up check (`lab_state`) is used once per session by tests/lab/conftest.py.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-import re
 import subprocess
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-CONTAINERS_CONF = str(ROOT / "lab" / "containers.conf")
+from archive_dr import paths, runner
+
+CONTAINERS_CONF = str(paths.CONTAINERS_CONF)
+INVENTORY = paths.LAB_INVENTORY
 LAB_HOSTS = ["geo-archive", "geo-backup", "geo-fw", "miyun-store", "miyun-fw"]
-# The tests read ansible-playbook's output: no colour codes (tests/lab/conftest.py also sets them
-# in os.environ for everything else the tests run).
+# Logs a person reads: no colour codes (tests/lab/conftest.py also sets them in os.environ for
+# everything else the tests run).
 ENV = dict(os.environ, CONTAINERS_CONF=CONTAINERS_CONF, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
-VENV_BIN = ROOT / ".venv" / "bin"
 
 
 def lab_state() -> tuple[bool, str]:
@@ -62,20 +62,33 @@ def psql(sql, port=5432, db="archive", check=True):
               % (port, db, json.dumps(sql)), check=check).stdout.strip()
 
 
-def play(name, *extra, check=True, timeout=1200):
-    """ansible-playbook playbooks/<name> -e <extra>...; raises when it fails unless check=False."""
-    argv = [str(VENV_BIN / "ansible-playbook"), str(ROOT / "playbooks" / name)]
-    for e in extra:
-        argv += ["-e", e]
-    p = subprocess.run(argv, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout)
-    if check and p.returncode != 0:
-        raise AssertionError("%s failed:\n%s" % (name, p.stdout[-6000:]))
-    return p
+def extra_vars(*extra) -> dict:
+    """-e values as ansible-playbook reads them: a JSON object, or key=value words (quotes as Ansible parses them)."""
+    from ansible.parsing.splitter import parse_kv
+
+    merged: dict = {}
+    for item in extra:
+        merged.update(json.loads(item) if item.lstrip().startswith("{") else parse_kv(item))
+    return merged
 
 
-def recap_changed(out):
-    return sum(int(part.split("=")[1]) for line in out.splitlines() if "changed=" in line
-               for part in line.split() if part.startswith("changed="))
+def play(name, *extra, check=True, timeout=1200, check_mode=False, diff=False) -> runner.PlaybookResult:
+    """playbooks/<name> -e <extra>... on the lab inventory; raises when it fails unless check=False."""
+    result = runner.run_playbook(name, INVENTORY, extra_vars(*extra), check=check_mode, diff=diff, timeout=timeout)
+    if check and not result.ok:
+        raise AssertionError("%s failed: %s\n%s" % (name, result.outcome(), result.stdout[-6000:]))
+    return result
+
+
+def changed_total(result: runner.PlaybookResult) -> int:
+    """Tasks changed on all hosts together, from the run's stats (AssertionError when there are none)."""
+    assert result.stats, "%s: no stats (the play did not run): %s" % (result.playbook, result.outcome())
+    return sum(stats.changed for stats in result.stats.values())
+
+
+def failure_text(result: runner.PlaybookResult) -> str:
+    """The failed tasks' messages on one line, whitespace collapsed."""
+    return " ".join(" ".join(result.failure_messages()).split())
 
 
 # ------------------------------------------------------------------ probing
@@ -91,9 +104,19 @@ def host_psql(host, sql, db="postgres"):
 
 
 def play_recap(playbook, *args, timeout=900):
-    """ansible-playbook <playbook> <args>: (CompletedProcess, {host: {ok, changed, ...}})."""
-    r = subprocess.run([str(VENV_BIN / "ansible-playbook"), playbook, *args], cwd=ROOT,
-                       capture_output=True, text=True, timeout=timeout, env=ENV)
-    recap = {h: dict((k, int(v)) for k, v in re.findall(r"(\w+)=(\d+)", line))
-             for h, line in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", r.stdout, re.M)}
-    return r, recap
+    """A playbook with ansible-playbook-style arguments (-e X, --check, --diff, others passed on):
+    (PlaybookResult, {host: {ok, changed, failed, unreachable, ...}}) from the run's stats."""
+    extra, options, check_mode, diff = [], [], False, False
+    words = iter(args)
+    for word in words:
+        if word in ("-e", "--extra-vars"):
+            extra.append(next(words))
+        elif word == "--check":
+            check_mode = True
+        elif word == "--diff":
+            diff = True
+        else:
+            options.append(word)
+    result = runner.run_playbook(playbook, INVENTORY, extra_vars(*extra), check=check_mode, diff=diff,
+                                 args=options, timeout=timeout)
+    return result, {host: dataclasses.asdict(stats) for host, stats in result.stats.items()}

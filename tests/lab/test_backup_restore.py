@@ -10,12 +10,14 @@ Run: .venv/bin/pytest -m lab tests/lab/test_backup_restore.py -v   (about 3-5 mi
 """
 import json
 import os
-import subprocess
 import time
 
 import pytest
 
-from tests.lab.labkit import ENV, ROOT, play, psql, sh
+from archive_dr import runner
+from tests.lab.labkit import INVENTORY, failure_text, play, psql, sh
+
+RESTORED_DB = {"dbname": "archive", "port": 5433, "user": "postgres", "host": "/var/run/postgresql"}
 
 ITEMS = int(os.environ.get("ARCHIVE_DR_TEST_ITEMS", "100"))
 
@@ -95,17 +97,14 @@ def test_backup_pitr_restore_and_four_property_check(converged):
         # Restored files equal the pristine seed (independent checksums).
         assert tree_sums("geo-archive", "/srv/restore-test/archive") == tree_sums("geo-archive", "/var/lib/archive-dr/seed/files")
         # Four-property check on the restored copy against the restored database.
-        p = subprocess.run([os.path.join(ROOT, ".venv", "bin", "ansible"), "geo-archive", "-b", "-m", "archive_verify",
-                            "-a", json.dumps({"root": "/srv/restore-test/archive", "db": {"dbname": "archive", "port": 5433, "user": "postgres",
-                                                                                           "host": "/var/run/postgresql"}})],
-                           cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
-        assert p.returncode == 0 and 'passed: true' in p.stdout, p.stdout[-4000:]
+        p = runner.run_module("archive_verify", {"root": "/srv/restore-test/archive", "db": RESTORED_DB}, "geo-archive",
+                              INVENTORY, become=True, timeout=600)
+        assert p.ok and p.task_result("archive_verify", "geo-archive")["passed"] is True, p.stdout[-4000:]
         # ... and the same check of the damaged live store against the restored metadata fails.
-        p = subprocess.run([os.path.join(ROOT, ".venv", "bin", "ansible"), "geo-archive", "-b", "-m", "archive_verify",
-                            "-a", json.dumps({"root": "/srv/archive", "db": {"dbname": "archive", "port": 5433, "user": "postgres",
-                                                                             "host": "/var/run/postgresql"}})],
-                           cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
-        assert p.returncode != 0 and "four-property check failed" in p.stdout and "authenticity" in p.stdout, p.stdout[-3000:]
+        p = runner.run_module("archive_verify", {"root": "/srv/archive", "db": RESTORED_DB}, "geo-archive",
+                              INVENTORY, become=True, timeout=600)
+        assert not p.ok and "four-property check failed" in failure_text(p) and "authenticity" in json.dumps(p.failures()), \
+            p.stdout[-3000:]
         print("restore timings: database PITR %.1f s, files %.1f s" % (t_db, t_files))
     finally:
         _stop_restored()
@@ -113,7 +112,7 @@ def test_backup_pitr_restore_and_four_property_check(converged):
     # Restoring over the live store is refused without force ...
     p = play("restore.yml", "restore_system=archive-files", "restore_path=/srv/archive", "restore_time='%s'" % target[:19],
              check=False)
-    assert p.returncode != 0 and "LIVE data" in p.stdout
+    assert not p.ok and "LIVE data" in failure_text(p), p.stdout[-3000:]
     # ... and repairs it with force (exactly the snapshot: foreign file gone, damaged files back).
     play("restore.yml", "restore_system=archive-files", "restore_path=/srv/archive", "restore_time='%s'" % target[:19],
          "restore_force=true")

@@ -14,15 +14,13 @@ from __future__ import annotations
 import json
 import numbers
 import time
-from pathlib import Path
 
 import pytest
 
-from archive_dr import drill
+from archive_dr import drill, paths
 from tests.lab.labkit import sh
 
-ROOT = Path(__file__).resolve().parents[2]
-INV = ROOT / "inventory" / "lab"
+INV = paths.LAB_INVENTORY
 DRILL_TIMEOUT = 240
 TARGETS, CFG = drill.load_config(INV)
 # What the lab's measured setup supports (docs/gbt20988.md): RTO minutes, RPO seconds but not 0
@@ -33,7 +31,7 @@ EXPECTED_LEVEL = 5
 def test_heartbeat_and_probe_measure_at_geo(tmp_path):
     drill_id = "test-%d" % time.time()
     drill.playbook("drill.yml", INV, {"dr_drill_phase": "prepare", "dr_drill_id": drill_id})
-    hb = drill.Heartbeat(drill.ssh_argv(INV, CFG["archive_host"]), drill_id, CFG["db"], CFG["heartbeat_table"],
+    hb = drill.Heartbeat(drill.heartbeat_ssh_argv(INV, CFG["archive_host"]), drill_id, CFG["db"], CFG["heartbeat_table"],
                          CFG["heartbeat_dir"], 0.5)
     hb.start()
     time.sleep(4)

@@ -1,32 +1,23 @@
 """Issue 2: the lab itself, the baseline, idempotence and isolation."""
 from __future__ import annotations
 
-import re
 
 import pytest
 
 LAB_HOSTS = ["geo-archive", "geo-backup", "geo-fw", "miyun-store", "miyun-fw"]
 
-RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
-
-
-def recap(output: str) -> dict[str, dict[str, int]]:
-    return {m.group(1): {"changed": int(m.group(3)), "unreachable": int(m.group(4)), "failed": int(m.group(5))}
-            for m in RECAP.finditer(output)}
-
-
 def test_ansible_reaches_every_host_over_ssh(ansible):
-    proc = ansible("all", "-m", "ansible.builtin.ping", tool="ansible", timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert sorted(re.findall(r"^(\S+) \| SUCCESS", proc.stdout, re.M)) == sorted(LAB_HOSTS)
+    result = ansible.module("all", "ansible.builtin.ping", timeout=120)
+    assert result.ok, result.stdout
+    assert sorted(result.stats) == sorted(LAB_HOSTS)
+    assert all(result.task_result("ansible.builtin.ping", host)["ping"] == "pong" for host in LAB_HOSTS)
 
 
 def test_site_check_diff_reports_no_change(ansible):
-    proc = ansible("playbooks/site.yml", "--check", "--diff")
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    result = recap(proc.stdout)
-    assert sorted(result) == sorted(LAB_HOSTS)
-    assert all(r == {"changed": 0, "unreachable": 0, "failed": 0} for r in result.values()), result
+    result, stats = ansible.playbook("site.yml", "--check", "--diff")
+    assert result.ok, result.stdout[-4000:]
+    assert sorted(stats) == sorted(LAB_HOSTS)
+    assert all((s["changed"], s["unreachable"], s["failed"]) == (0, 0, 0) for s in stats.values()), stats
 
 
 @pytest.mark.parametrize("source,target", [("geo-archive", "198.18.0.12"), ("miyun-store", "198.18.0.11"),

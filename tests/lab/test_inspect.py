@@ -18,21 +18,21 @@ import os
 import subprocess
 from pathlib import Path
 
-import yaml
+from archive_dr.inventory import Inventory
+from tests.lab.labkit import INVENTORY
 
-ROOT = Path(__file__).resolve().parents[2]
-THRESHOLDS = yaml.safe_load((ROOT / "inventory/production/group_vars/all/dr_targets.yml").read_text())["dr_inspect_thresholds"]
+THRESHOLDS = Inventory(INVENTORY, vault=False).group_vars("all", ["dr_inspect_thresholds"])["dr_inspect_thresholds"]
 JOBS = ["archive-db-full", "archive-db-diff", "archive-db-incr", "archive-db-verify",
         "archive-files-snapshot", "archive-files-check"]
 
 
 def inspect(ansible, reports, *extra, hosts=None):
-    args = ["playbooks/inspect.yml", "-e", "dr_reports_dir=%s" % reports]
+    args = ["-e", "dr_reports_dir=%s" % reports]
     if hosts:
         args += ["-e", "dr_inspect_hosts=%s" % hosts]
     for e in extra:
         args += ["-e", json.dumps(e)]
-    proc = ansible(*args, timeout=600)
+    proc, _ = ansible.playbook("inspect.yml", *args, timeout=600)
     newest = max(Path(reports).glob("inspection-*.json"), key=lambda p: p.stat().st_mtime)
     return proc, json.loads(newest.read_text())
 
@@ -42,9 +42,9 @@ def crit(result, check):
 
 
 def sh(ansible, host, cmd, timeout=300):
-    p = ansible(host, "-m", "ansible.builtin.shell", "-a", cmd, tool="ansible", timeout=timeout)
-    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
-    return p.stdout
+    p = ansible.module(host, "ansible.builtin.shell", cmd, timeout=timeout)
+    assert p.ok, p.stdout[-2000:]
+    return p.task_result("ansible.builtin.shell", host)["stdout"]
 
 
 REPLICA_PROM = "/var/lib/prometheus/node-exporter/archive_dr_replica.prom"
@@ -57,7 +57,7 @@ def test_healthy_lab_exits_zero(ansible, tmp_path):
        "[ $(stat -c %%Y %s 2>/dev/null || echo 0) -gt $t0 ] && exit 0; sleep 1; done; exit 1" % REPLICA_PROM,
        timeout=180)
     proc, res = inspect(ansible, tmp_path)
-    assert proc.returncode == 0, [f["message"] for f in res["findings"] if f["severity"] == "critical"]
+    assert proc.ok, [f["message"] for f in res["findings"] if f["severity"] == "critical"]
     assert res["passed"] and res["counts"]["critical"] == 0
     assert {j["job"] for j in res["jobs"]} >= set(JOBS)
     assert len(res["tunnels"]) == 2 and all(t["up"] for t in res["tunnels"])
@@ -74,7 +74,7 @@ def test_stopped_backup_timer(ansible, tmp_path):
     try:
         sh(ansible, "geo-backup", "systemctl stop %s" % timer)
         proc, res = inspect(ansible, tmp_path, hosts="geo-backup")
-        assert proc.returncode != 0
+        assert not proc.ok
         found = crit(res, "job-timer")
         assert [f["item"] for f in found] == ["archive-db-incr"] and "will not run" in found[0]["message"]
     finally:
@@ -96,7 +96,7 @@ def test_full_disk(ansible, tmp_path):
            "mount /dev/inspect-full-test %s; dd if=/dev/zero of=%s/fill bs=1M status=none || true; sync; df -P %s"
            % (minor, mnt, mnt, mnt, mnt))
         proc, res = inspect(ansible, tmp_path, hosts="miyun-store")
-        assert proc.returncode != 0
+        assert not proc.ok
         full = [f for f in crit(res, "capacity") if f["item"] == mnt]
         assert len(full) == 1 and "full" in full[0]["message"]
         fs = next(c for c in res["capacity"] if c["mount_point"] == mnt)
@@ -109,7 +109,7 @@ def test_full_disk(ansible, tmp_path):
     dr_used = next(c for c in res["capacity"] if c["mount_point"] == "/srv/dr")["used_pct"]
     trick = dict(THRESHOLDS, fs_used_pct_warn=max(dr_used - 2, 0), fs_used_pct_crit=max(dr_used - 1, 0))
     proc, res = inspect(ansible, tmp_path, {"dr_inspect_thresholds": trick}, hosts="miyun-store")
-    assert proc.returncode != 0 and [f["item"] for f in crit(res, "capacity")] == ["/srv/dr"]
+    assert not proc.ok and [f["item"] for f in crit(res, "capacity")] == ["/srv/dr"]
     assert mnt not in {c["mount_point"] for c in res["capacity"]}           # removed again
 
 
@@ -121,11 +121,10 @@ def test_near_expiry_certificate(ansible, tmp_path):
     remote = "/var/lib/archive-dr/inspect-test/near-expiry.pem"
     try:
         sh(ansible, "geo-fw", "mkdir -p %s" % os.path.dirname(remote))
-        p = ansible("geo-fw", "-m", "ansible.builtin.copy", "-a",
-                    "src=%s dest=%s mode=0644" % (cert, remote), tool="ansible", timeout=120)
-        assert p.returncode == 0, p.stdout[-1000:]
+        p = ansible.module("geo-fw", "ansible.builtin.copy", "src=%s dest=%s mode=0644" % (cert, remote), timeout=120)
+        assert p.ok, p.stdout[-1000:]
         proc, res = inspect(ansible, tmp_path, {"dr_inspect_certificates": [remote]}, hosts="geo-fw")
-        assert proc.returncode != 0
+        assert not proc.ok
         near = [f for f in crit(res, "certificate") if f["item"] == remote]
         assert len(near) == 1 and 9 <= near[0]["value"] <= 10.01
     finally:
@@ -134,5 +133,5 @@ def test_near_expiry_certificate(ansible, tmp_path):
     local = next(c for c in res["certificates"] if c["label"] == "tunnel-local")
     trick = dict(THRESHOLDS, cert_days_crit=local["days_left"] + 1, cert_days_warn=local["days_left"] + 2)
     proc, res = inspect(ansible, tmp_path, {"dr_inspect_thresholds": trick}, hosts="geo-fw")
-    assert proc.returncode != 0
+    assert not proc.ok
     assert local["path"] in {f["item"] for f in crit(res, "certificate")}

@@ -16,9 +16,11 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from archive_dr import paths
+from archive_dr.paths import ROOT
+
 CLI = [sys.executable, "-m", "archive_dr"]
-ENV = dict(os.environ, CONTAINERS_CONF=str(ROOT / "lab" / "containers.conf"))
+ENV = dict(os.environ, CONTAINERS_CONF=str(paths.CONTAINERS_CONF))
 
 
 def archive_dr(*args: str, timeout: int = 1800) -> subprocess.CompletedProcess:

@@ -18,7 +18,7 @@ import uuid
 import pytest
 
 from tests.lab import tunnel_probe as tp
-from tests.lab.labkit import host_psql as psql, play_recap as play, try_sh as sh
+from tests.lab.labkit import failure_text, host_psql as psql, play_recap as play, try_sh as sh
 
 STORE, WORKING, SNAPS = "/srv/archive", "/srv/dr/files/current", "/srv/dr/files/snapshots"
 PROBE = ".replica-probe"
@@ -43,14 +43,14 @@ def stop_pulls(job):
 
 def test_converge_idempotent_and_check_clean():
     r, recap = play("playbooks/replica.yml")
-    assert r.returncode == 0, r.stdout[-3000:]
+    assert r.ok, r.stdout[-3000:]
     if any(v["changed"] for v in recap.values()):
         r, recap = play("playbooks/replica.yml")
-        assert r.returncode == 0, r.stdout[-3000:]
+        assert r.ok, r.stdout[-3000:]
     assert set(recap) == {"geo-archive", "geo-backup", "miyun-store"}
     assert all(v["changed"] == 0 for v in recap.values()), recap
     r, recap = play("playbooks/replica.yml", "--check", "--diff")
-    assert r.returncode == 0, r.stdout[-3000:]
+    assert r.ok, r.stdout[-3000:]
     assert all(v["changed"] == 0 for v in recap.values()), recap
 
 
@@ -64,8 +64,8 @@ def test_converge_idempotent_and_check_clean():
 ])
 def test_bad_input_fails_before_any_change(extra, message):
     r, recap = play("playbooks/replica.yml", "-e", extra, timeout=180)
-    assert r.returncode != 0
-    assert message in r.stdout, r.stdout[-2000:]
+    assert not r.ok
+    assert message in failure_text(r), r.stdout[-2000:]
     assert set(recap) == {"miyun-store"}, "only the validation play ran: %s" % recap
     assert recap["miyun-store"]["changed"] == 0
 

@@ -53,7 +53,7 @@ def test_restore_at_miyun_to_a_chosen_time_with_geo_stopped():
         assert not tp.connects("miyun-store", tp.GEO_ARCHIVE, 22, wait=1.0)
         r, _ = play("playbooks/replica.yml", "-e", "replica_mode=restore", "-e", "replica_restore_keep=true",
                     "-e", json.dumps({"replica_restore_target_time": target}), timeout=900)
-        assert r.returncode == 0, r.stdout[-4000:]
+        assert r.ok, r.stdout[-4000:]
         report = json.loads(sh("miyun-store", "cat /var/lib/archive-dr/replica-status/restore-drill.json").stdout)
         print(json.dumps(report, ensure_ascii=False))
         assert report["passed"] in (True, "True")
@@ -73,7 +73,7 @@ def test_restore_at_miyun_to_a_chosen_time_with_geo_stopped():
 def test_promote_miyun_then_fail_back_to_geo():
     t0 = time.monotonic()
     r, _ = play("playbooks/promote-miyun.yml", timeout=600)
-    assert r.returncode == 0, r.stdout[-4000:]
+    assert r.ok, r.stdout[-4000:]
     t_promote = time.monotonic() - t0
     assert psql("miyun-store", "SELECT pg_is_in_recovery()") == "f"
     assert sh("miyun-store", "systemctl is-enabled archive-dr-replica-pull-files.timer").stdout.strip() == "disabled"
@@ -83,7 +83,7 @@ def test_promote_miyun_then_fail_back_to_geo():
     psql("miyun-store", "CREATE TABLE probe (v text); INSERT INTO probe VALUES ('written-at-miyun')", db="replica_probe")
     t1 = time.monotonic()
     r, _ = play("playbooks/failback-geo.yml", timeout=1200)
-    assert r.returncode == 0, r.stdout[-5000:]
+    assert r.ok, r.stdout[-5000:]
     t_failback = time.monotonic() - t1
     print(json.dumps({"promote_s": round(t_promote, 1), "failback_s": round(t_failback, 1)}))
     assert psql("geo-archive", "SELECT pg_is_in_recovery()") == "f"

@@ -16,29 +16,25 @@ import time
 import pytest
 
 from tests.lab import tunnel_probe as tp
+from tests.lab.labkit import play_recap
 
-PLAYBOOK = ["ansible-playbook", "playbooks/tunnel.yml"]
 MARKER = "ARCHIVE-DR-TUNNEL-MARKER-5e1c"
 
 
 def play(*extra, timeout=600):
-    r = subprocess.run([str(tp.ROOT / ".venv/bin" / PLAYBOOK[0]), PLAYBOOK[1], *extra], cwd=tp.ROOT,
-                       capture_output=True, text=True, timeout=timeout, env=tp.ENV)
-    recap = {h: dict((k, int(v)) for k, v in re.findall(r"(\w+)=(\d+)", line))
-             for h, line in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", r.stdout, re.M)}
-    return r, recap
+    return play_recap("tunnel.yml", *extra, timeout=timeout)
 
 
 def test_converge_then_idempotent_and_check_clean():
     r, recap = play()
-    assert r.returncode == 0, r.stdout[-3000:]
+    assert r.ok, r.stdout[-3000:]
     if any(v["changed"] for v in recap.values()):
         r, recap = play()
-    assert r.returncode == 0, r.stdout[-3000:]
+    assert r.ok, r.stdout[-3000:]
     assert set(recap) == {"geo-fw", "miyun-fw"}
     assert all(v["changed"] == 0 for v in recap.values()), recap
     r, recap = play("--check", "--diff")
-    assert r.returncode == 0, r.stdout[-3000:]
+    assert r.ok, r.stdout[-3000:]
     assert all(v["changed"] == 0 for v in recap.values()), recap
 
 

@@ -5,11 +5,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
-from tests.lab import tunnel_probe as tp
+from tests.lab.labkit import failure_text, play_recap
 
 FLOWS = [{"name": "pg-stream", "src": "miyun-store", "dst": "geo-archive", "port": 5432, "proto": "tcp"}]
 
@@ -25,11 +24,9 @@ FLOWS = [{"name": "pg-stream", "src": "miyun-store", "dst": "geo-archive", "port
     ({"site_gateway_initiator": True}, "Exactly one of"),
 ])
 def test_bad_input_fails_before_any_change(extra, message):
-    r = subprocess.run([str(tp.ROOT / ".venv/bin/ansible-playbook"), "playbooks/tunnel.yml", "--check",
-                        "-e", json.dumps(extra)], cwd=tp.ROOT, capture_output=True, text=True, timeout=300,
-                       env=tp.ENV)
-    assert r.returncode != 0
-    assert message in r.stdout, r.stdout[-3000:]
+    r, recap = play_recap("tunnel.yml", "--check", "-e", json.dumps(extra), timeout=300)
+    assert not r.ok
+    assert message in failure_text(r), r.stdout[-3000:]
     # It failed in validation: no task after it ran.
-    assert "Install gateway packages" not in r.stdout
-    assert "changed=0" in r.stdout
+    assert "Install gateway packages" not in r.tasks_started()
+    assert recap and all(stats["changed"] == 0 for stats in recap.values()), recap

@@ -1,13 +1,13 @@
 """Fixtures for the unit tests (no lab, no root)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-LAB_VAULT = ROOT / "inventory" / "lab" / "group_vars" / "all" / "vault.yml"
-LAB_SSH_KEY = ROOT / ".lab" / "ssh" / "id_ed25519.pub"
+from archive_dr import paths, secrets
+from archive_dr.paths import ROOT
+
+LAB_VAULT = secrets.vault_file(paths.LAB_INVENTORY)
+LAB_SSH_KEY = paths.LAB_STATE_DIR / "ssh" / "id_ed25519.pub"
 
 
 @pytest.fixture(scope="session")

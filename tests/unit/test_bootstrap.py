@@ -12,7 +12,9 @@ from pathlib import Path
 import jinja2
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from archive_dr import paths
+from archive_dr.paths import ROOT
+
 CHECK = ROOT / "roles" / "apt_source" / "files" / "check_source.sh"
 TEMPLATE = ROOT / "roles" / "apt_source" / "templates" / "sources.list.j2"
 
@@ -28,7 +30,7 @@ def _module(path: Path, name: str):
 @pytest.fixture(scope="module")
 def lab_vars(lab_keys):
     inventory_vars = _module(ROOT / "bootstrap" / "inventory_vars.py", "bootstrap_inventory_vars")
-    return inventory_vars.load(ROOT / "inventory" / "lab", ["miyun-store", "miyun-fw", "geo-archive"])
+    return inventory_vars.load(paths.LAB_INVENTORY, ["miyun-store", "miyun-fw", "geo-archive"])
 
 
 def test_inventory_vars_resolve_templates_and_role_defaults(lab_vars, lab_keys):

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from archive_dr.paths import ROOT
+
 
 
 @pytest.fixture(scope="module")

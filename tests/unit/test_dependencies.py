@@ -37,8 +37,8 @@ from pathlib import Path
 import pytest
 
 from archive_dr import prereqs
+from archive_dr.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 INSTALL_DEPS = ROOT / "scripts" / "install-deps.sh"
 PY_DIRS = ("archive_dr", "tests", "bench", "bootstrap", "scripts")
 VENV_BINS = {ROOT / ".venv" / "bin", Path(sys.executable).parent}
@@ -652,11 +652,11 @@ def test_the_lab_prerequisites_name_the_packages_that_provide_them():
         paths, owners = providers(command)
         assert entry.package in owners, f"{name}: PREREQUISITES says {entry.package}, dpkg says {owners or paths}"
         assert entry.package in packages, f"{name}: {entry.package} is not in scripts/install-deps.sh"
-    # everything archive_dr/lab.py runs is checked by `lab up` first, unless an Essential package has it
-    lab_runs = {word for word, where in _python_commands([ROOT / "archive_dr" / "lab.py"])}
+    # everything archive_dr/lab/ runs is checked by `lab up` first, unless an Essential package has it
+    lab_runs = {word for word, where in _python_commands(sorted((ROOT / "archive_dr" / "lab").glob("*.py")))}
     unchecked = {c for c in lab_runs - set(prereqs.PREREQUISITES)
                  if not set(providers(c)[1]) & essential_packages()}
-    assert not unchecked, f"archive_dr/lab.py runs {sorted(unchecked)}, which prereqs.PREREQUISITES does not check"
+    assert not unchecked, f"archive_dr/lab/ runs {sorted(unchecked)}, which prereqs.PREREQUISITES does not check"
 
 
 def test_only_the_first_word_of_an_argv_counts(tmp_path, monkeypatch):

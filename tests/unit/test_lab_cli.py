@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-ENV = dict(os.environ, CONTAINERS_CONF=str(ROOT / "lab" / "containers.conf"))
+from archive_dr import paths
+from archive_dr.paths import ROOT
+
+ENV = dict(os.environ, CONTAINERS_CONF=str(paths.CONTAINERS_CONF))
 
 
 def snapshot() -> tuple[str, str, str]:
@@ -26,15 +28,17 @@ def wan_on_the_machines_own_network(tmp_path: Path) -> list[str]:
 
     route = subprocess.run(["ip", "-4", "-o", "route", "show", "scope", "link"], capture_output=True, text=True).stdout.split()
     subnet = route[0]
-    inventory = tmp_path / "inventory"
-    shutil.copytree(ROOT / "inventory" / "lab", inventory, ignore=shutil.ignore_patterns("vault.yml"))
+    sources = []
+    for source in paths.LAB_INVENTORY:
+        sources.append(tmp_path / "inventory" / source.name)
+        shutil.copytree(source, sources[-1], ignore=shutil.ignore_patterns("vault.yml"))
     base = subnet.split("/")[0].rsplit(".", 1)[0]
     for name, last in (("geo-fw", 201), ("miyun-fw", 202)):
-        path = inventory / "host_vars" / f"{name}.yml"
+        path = sources[-1] / "host_vars" / f"{name}.yml"
         data = yaml.safe_load(path.read_text())
         data["wan_address"] = f"{base}.{last}"
         path.write_text(yaml.safe_dump(data))
-    return ["--inventory", str(inventory), "--wan-subnet", subnet]
+    return [arg for source in sources for arg in ("--inventory", str(source))] + ["--wan-subnet", subnet]
 
 
 @pytest.mark.parametrize("args,message", [
@@ -47,9 +51,8 @@ def wan_on_the_machines_own_network(tmp_path: Path) -> list[str]:
 def test_bad_input_is_one_clear_line_and_creates_nothing(tmp_path, args, message):
     before = snapshot()
     if callable(args):
-        inventory_args, args = args(tmp_path), []
-        args = inventory_args[2:]
-        prefix = inventory_args[:2]
+        inventory_args = args(tmp_path)
+        prefix, args = inventory_args[:-2], inventory_args[-2:]
     else:
         prefix = []
     proc = subprocess.run([sys.executable, "-m", "archive_dr", *prefix, "--state-dir", str(tmp_path / "state"),

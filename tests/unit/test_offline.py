@@ -4,16 +4,12 @@ import csv
 import datetime as dt
 import json
 import os
-import re
 import shutil
-import subprocess
-import sys
 
 import pytest
 
-from archive_dr import offline as O, seed
+from archive_dr import offline as O, runner, seed
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MEDIA = 3 * 2**20
 DAY = dt.date(2025, 3, 1)
 
@@ -125,29 +121,29 @@ def test_register_due_and_recheck(built, tmp_path):
 def test_playbook_build_check_idempotent(tmp_path):
     src = tmp_path / "snap"
     seed.generate(str(src), items=8, seed="pb", total_size=2 * 2**20, workers=1)
-    exe = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
-    base = [exe, "-i", "localhost,", "-c", "local", "playbooks/offline-archive.yml",
-            "-e", "offline_archive_hosts=localhost", "-e", "offline_archive_install_packages=false",
-            "-e", "offline_archive_snapshot=%s" % (src / "files"), "-e", "offline_archive_output_dir=%s" % (tmp_path / "o"),
-            "-e", "offline_archive_media_size=1800000", "-e", "offline_archive_max_source_blocks=200",
-            "-e", "offline_archive_metadata=%s" % (src / "archive_item.csv")]
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"))
+    extra = {"offline_archive_hosts": "localhost", "offline_archive_install_packages": False,
+             "offline_archive_snapshot": str(src / "files"), "offline_archive_output_dir": str(tmp_path / "o"),
+             "offline_archive_media_size": 1800000, "offline_archive_max_source_blocks": 200,
+             "offline_archive_metadata": str(src / "archive_item.csv"), "ansible_connection": "local"}
 
-    def run(*extra):
-        p = subprocess.run(base + list(extra), capture_output=True, text=True, cwd=REPO, env=env)
-        assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:]
-        return p.stdout
+    def run(check_ok=True, diff=False, **more):
+        result = runner.run_playbook("offline-archive.yml", ["localhost,"], {**extra, **more}, check=diff, diff=diff,
+                                     data_dir=tmp_path / "runner")
+        if check_ok:
+            assert result.ok, result.stdout[-3000:]
+        return result
 
-    planned = run("--check", "--diff")
-    assert "_V01: " in planned and "_V02: " in planned      # the plan, shown as diff
+    planned = run(diff=True)
+    diffs = json.dumps([(e["event_data"].get("res") or {}).get("diff") for e in planned.events
+                        if e["event"] == "runner_on_ok"])
+    assert "_V01: " in diffs and "_V02: " in diffs      # the plan, shown as diff
     assert not (tmp_path / "o" / "media-register.json").exists()
     first = run()
-    assert re.search(r"localhost\s+:\s+ok=\d+\s+changed=[1-9]", first), first[-1500:]   # the first run builds
+    assert first.stats["localhost"].changed >= 1, first.stdout[-1500:]   # the first run builds
     reg = json.loads((tmp_path / "o" / "media-register.json").read_text())
     assert len(reg["media"]) >= 2
     second = run()
-    assert "changed=0" in second.split("PLAY RECAP")[1], second[-1500:]
-    assert "changed=0" in run("-e", "offline_archive_action=recheck").split("PLAY RECAP")[1]
-    bad = subprocess.run(base + ["-e", "offline_archive_redundancy_pct=0"], capture_output=True, text=True,
-                         cwd=REPO, env=env)
-    assert bad.returncode != 0 and "redundancy" in bad.stdout
+    assert second.stats["localhost"].changed == 0, second.stdout[-1500:]
+    assert run(offline_archive_action="recheck").stats["localhost"].changed == 0
+    bad = run(check_ok=False, offline_archive_redundancy_pct=0)
+    assert not bad.ok and "redundancy" in " ".join(bad.failure_messages())

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from archive_dr import rebuild
+from archive_dr import paths, rebuild
 
-ROOT = Path(__file__).resolve().parents[2]
-LAB = ROOT / "inventory" / "lab"
+LAB = paths.LAB_INVENTORY
 
 
 @pytest.fixture(scope="module")

@@ -2,15 +2,16 @@
 phases with one-line outcomes and full logs, the disaster method and replication mode, preflight gates."""
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from archive_dr import drill
+from archive_dr import drill, paths, runner
 
-LAB_INV = Path(__file__).resolve().parents[2] / "inventory" / "lab"
+LAB_INV = paths.LAB_INVENTORY
 
 
 @pytest.mark.parametrize("rto,rpo,level", [
@@ -101,60 +102,78 @@ def test_assess_a_lower_bound_is_no_pass_and_no_level():
     assert v["rpo_seconds"] is None and v["rpo_met"] is False and v["level"]["level"] is None
 
 
-PLAYBOOK_OK = """
-PLAY [Promote miyun] ***********************************************************
-
-TASK [Promote the standby] *****************************************************
-changed: [miyun-store]
-
-TASK [Report] ******************************************************************
-ok: [miyun-store] =>
-    msg: |-
-        miyun promoted in 3.9 s (last replayed transaction 2026-12-03 08:26:31.117488+00)
-          more lines
-
-PLAY RECAP *********************************************************************
-miyun-store                : ok=15   changed=4    unreachable=0    failed=0    skipped=1    rescued=0    ignored=0
-"""
-PLAYBOOK_FAILED = """
-PLAY [Promote miyun] ***********************************************************
-
-TASK [Read the standby's state] ************************************************
-ok: [miyun-store]
-
-TASK [Promote the standby] *****************************************************
-fatal: [miyun-store]: FAILED! =>
-    changed: false
-    msg: 'pg_ctl: server is not in standby mode'
-
-PLAY RECAP *********************************************************************
-miyun-store                : ok=1    changed=0    unreachable=0    failed=1    skipped=0    rescued=0    ignored=0
-"""
+def event(kind, **data):
+    return {"event": kind, "created": "2026-12-03T08:26:31.000000+00:00", "stdout": "", "event_data": data}
 
 
-def test_playbook_outcome_is_one_line_without_banners():
-    ok = drill.playbook_outcome(PLAYBOOK_OK)
+def result(events, status="successful", rc=0, stdout="PLAY [Promote miyun] ***\nTASK [Promote the standby] ***\n"):
+    return runner.PlaybookResult(playbook="promote-miyun.yml", status=status, rc=rc, events=events, stdout=stdout,
+                                 artifact_dir=Path("/nonexistent/artifacts"))
+
+
+def stats(**per_host):
+    keys = ("ok", "changed", "dark", "failures", "skipped", "rescued", "ignored")
+    return event("playbook_on_stats", **{k: {h: v[i] for h, v in per_host.items()} for i, k in enumerate(keys)})
+
+
+PLAYBOOK_OK = result([
+    event("playbook_on_play_start", play="Promote miyun"),
+    event("runner_on_ok", task="Promote the standby", task_action="ansible.builtin.command", host="miyun-store",
+          res={"changed": True, "msg": "not a debug message"}),
+    event("runner_on_ok", task="Report", task_action="ansible.builtin.debug", host="miyun-store",
+          res={"msg": "miyun promoted in 3.9 s (last replayed transaction 2026-12-03 08:26:31.117488+00)\n  more lines"}),
+    stats(**{"miyun-store": (15, 4, 0, 0, 1, 0, 0)})])
+PLAYBOOK_FAILED = result([
+    event("playbook_on_play_start", play="Promote miyun"),
+    event("runner_on_ok", task="Read the standby's state", task_action="ansible.builtin.command", host="miyun-store",
+          res={}),
+    event("runner_on_failed", task="Try something", host="miyun-store", ignore_errors=True, res={"msg": "ignored"}),
+    event("runner_on_failed", task="Promote the standby", host="miyun-store", ignore_errors=None,
+          res={"changed": False, "msg": "pg_ctl: server is not in standby mode"}),
+    stats(**{"miyun-store": (1, 0, 0, 1, 0, 0, 0)})], status="failed", rc=2,
+    stdout="TASK [Promote the standby] ***\nfatal: [miyun-store]: FAILED! =>\n    msg: 'pg_ctl: server is not in standby mode'\n")
+
+
+def test_playbook_outcome_is_one_line_from_the_events():
+    ok = drill.outcome(PLAYBOOK_OK)
     assert ok == "miyun promoted in 3.9 s (last replayed transaction 2026-12-03 08:26:31.117488+00) (1 host, 4 changed)"
-    bad = drill.playbook_outcome(PLAYBOOK_FAILED)
+    bad = drill.outcome(PLAYBOOK_FAILED)
     assert bad == "task “Promote the standby” failed on miyun-store: pg_ctl: server is not in standby mode"
-    quiet = drill.playbook_outcome(PLAYBOOK_OK.replace("msg: |-", "x: |-").replace("        miyun", "        x"))
+    quiet = result([e for e in PLAYBOOK_OK.events if e["event_data"].get("task") != "Report"])
+    quiet = drill.outcome(quiet)
     assert quiet == "miyun-store: 15 ok, 4 changed"
-    assert drill.playbook_outcome('fatal: [h]: UNREACHABLE! => {"changed": false, "msg": "ssh: timed out"}') \
-        == "task “?” unreachable on h: ssh: timed out"
+    unreachable = result([event("runner_on_unreachable", task="Gathering Facts", host="h",
+                                res={"unreachable": True, "msg": "ssh: timed out"})], status="failed", rc=4)
+    assert drill.outcome(unreachable) == "task “Gathering Facts” unreachable on h: ssh: timed out"
     for text in (ok, bad, quiet):
         assert "\n" not in text and "PLAY" not in text and "TASK [" not in text
+
+
+def test_results_and_stats_are_read_from_the_events():
+    assert PLAYBOOK_OK.stats == {"miyun-store": runner.HostStats(ok=15, changed=4, skipped=1)}
+    assert PLAYBOOK_OK.task_result("Promote the standby", "miyun-store") == {"changed": True,
+                                                                             "msg": "not a debug message"}
+    with pytest.raises(runner.RunnerError, match="returned 0 results"):
+        PLAYBOOK_OK.task_result("Promote the standby", "geo-archive")
+    assert PLAYBOOK_OK.check() is PLAYBOOK_OK
+    with pytest.raises(runner.PlaybookFailed, match="pg_ctl"):
+        PLAYBOOK_FAILED.check()
 
 
 def test_phases_keep_one_line_and_the_full_output_in_a_log(tmp_path):
     ph = drill.Phases(tmp_path / "drill-x-logs", "drill-x-logs")
     assert ph.run("a", "A", lambda: "done") == "done"
-    ph.run("recover", "R", lambda: PLAYBOOK_OK)
+
+    def recovered():
+        drill._capture("ansible-playbook promote-miyun.yml", PLAYBOOK_OK.stdout)
+        return PLAYBOOK_OK
+    ph.run("recover", "R", recovered)
 
     def failing():
-        drill._capture("ansible-playbook promote-miyun.yml", PLAYBOOK_FAILED)
-        raise drill.PlaybookFailed("promote-miyun.yml", 2, PLAYBOOK_FAILED)
+        drill._capture("ansible-playbook promote-miyun.yml", PLAYBOOK_FAILED.stdout)
+        PLAYBOOK_FAILED.check()
 
-    with pytest.raises(drill.PlaybookFailed):
+    with pytest.raises(runner.PlaybookFailed):
         ph.run("recover2", "R2", failing)
     with pytest.raises(ValueError):
         ph.run("b", "B", lambda: (_ for _ in ()).throw(ValueError("boom")))
@@ -162,9 +181,9 @@ def test_phases_keep_one_line_and_the_full_output_in_a_log(tmp_path):
     assert a["ok"] and a["detail"] == "done" and 0 <= a["seconds"] < 1
     assert rec["ok"] and rec["detail"].startswith("miyun promoted in 3.9 s") and rec["log"] == "drill-x-logs/02-recover.log"
     log = (tmp_path / rec["log"]).read_text()
-    assert "PLAY RECAP" in log and "TASK [Promote the standby]" in log and "# outcome: miyun promoted" in log
-    assert not rec2["ok"] and rec2["detail"] == ("PlaybookFailed: promote-miyun.yml failed (rc=2): task “Promote the "
-                                                 "standby” failed on miyun-store: pg_ctl: server is not in standby mode")
+    assert "TASK [Promote the standby]" in log and "# outcome: miyun promoted" in log
+    assert not rec2["ok"] and rec2["detail"] == ("PlaybookFailed: promote-miyun.yml failed (failed, rc=2): task “Promote "
+                                                 "the standby” failed on miyun-store: pg_ctl: server is not in standby mode")
     log2 = (tmp_path / rec2["log"]).read_text()
     assert "$ ansible-playbook promote-miyun.yml" in log2 and "fatal: [miyun-store]" in log2 and "# error" in log2
     assert not b["ok"] and b["detail"] == "ValueError: boom" and b["end"] <= time.time()
@@ -219,16 +238,19 @@ def test_preflight_gates(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="failback"):
         drill.preflight(cfg, "host-lost", "destructive")
     cfg["playbooks"]["failback"] = "site.yml"
-    monkeypatch.setattr(drill, "LAB_STATE", tmp_path / "state.json")
+    monkeypatch.setattr(drill, "LAB_STATE_DIR", tmp_path)
+    lab_inv = [tmp_path / "production", tmp_path / "lab"]
     with pytest.raises(RuntimeError, match="not the lab inventory"):
-        drill.preflight(cfg, "host-lost", "destructive", tmp_path / "inv")
-    (tmp_path / "state.json").write_text('{"inventory": "%s"}' % (tmp_path / "inv"))
+        drill.preflight(cfg, "host-lost", "destructive", lab_inv)
+    (tmp_path / "state.json").write_text(json.dumps({"inventory": [str(p) for p in lab_inv]}))
     with pytest.raises(RuntimeError, match="not the lab inventory"):
-        drill.preflight(cfg, "host-lost", "destructive", tmp_path / "production")
-    assert "site.yml" in drill.preflight(cfg, "host-lost", "destructive", tmp_path / "inv")
+        drill.preflight(cfg, "host-lost", "destructive", lab_inv[:1])      # production alone is not the lab
+    with pytest.raises(RuntimeError, match="not the lab inventory"):
+        drill.preflight(cfg, "host-lost", "destructive", lab_inv[::-1])    # the order of the layers counts
+    assert "site.yml" in drill.preflight(cfg, "host-lost", "destructive", lab_inv)
     assert drill.preflight(cfg, "ransomware", "non-destructive") == "playbooks: site.yml"
     cfg["playbooks"]["recover_ransomware"] = "site.yml"
-    assert drill.preflight(cfg, "ransomware", "destructive", tmp_path / "inv") == "playbooks: site.yml, site.yml"
+    assert drill.preflight(cfg, "ransomware", "destructive", lab_inv) == "playbooks: site.yml, site.yml"
     cfg["playbooks"]["failback_ransomware"] = "no-such-repair.yml"
     with pytest.raises(RuntimeError, match="failback_ransomware"):
-        drill.preflight(cfg, "ransomware", "destructive", tmp_path / "inv")
+        drill.preflight(cfg, "ransomware", "destructive", lab_inv)

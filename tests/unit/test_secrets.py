@@ -47,5 +47,25 @@ def test_a_new_requirement_is_added_without_touching_the_rest(inventory):
 def test_unknown_kind_is_a_clear_error(inventory):
     (inventory / "group_vars" / "all" / "c.yml").write_text(yaml.safe_dump(
         {"secrets_required": [{"name": "x", "kind": "rot13"}]}))
-    with pytest.raises(secrets.LabError, match="bad entry .*rot13"):
+    with pytest.raises(secrets.InventoryError, match="bad entry .*rot13"):
         secrets.ensure(inventory)
+
+
+def test_layered_inventory_union_of_requirements_vault_in_the_last_source(tmp_path, monkeypatch):
+    """Each source's group_vars/all/*.yml may declare secrets; all count (an empty list in the lab adds
+    nothing and removes nothing), and the vault is the last source's."""
+    monkeypatch.setattr(secrets, "vault_password", lambda: "test-vault-password")
+    production, lab = tmp_path / "production", tmp_path / "lab"
+    for source, files in ((production, {"a.yml": [{"name": "db_password", "kind": "password"}],
+                                        "b.yml": [{"name": "restic_password", "kind": "hex32"}]}),
+                          (lab, {"lab.yml": [], "extra.yml": [{"name": "lab_only", "kind": "password"},
+                                                              {"name": "db_password", "kind": "password"}]})):
+        (source / "group_vars" / "all").mkdir(parents=True)
+        for name, required in files.items():
+            (source / "group_vars" / "all" / name).write_text(yaml.safe_dump({"secrets_required": required}))
+    assert [item["name"] for item in secrets.required([production, lab])] == \
+        ["db_password", "restic_password", "lab_only"]
+    assert sorted(secrets.ensure([production, lab])) == ["db_password", "lab_only", "restic_password"]
+    assert secrets.vault_file([production, lab]) == lab / "group_vars" / "all" / "vault.yml"
+    assert not (production / "group_vars" / "all" / "vault.yml").exists()
+    assert secrets.ensure([production, lab]) == []

@@ -6,14 +6,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 
 import pytest
 
-from archive_dr import seed, verify as V
+from archive_dr import runner, seed, verify as V
 from archive_dr.fixity import COLUMNS, load, load_manifest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 fx = load("archive_fixity")
 pdf = load("archive_pdf")
 
@@ -219,23 +217,23 @@ def test_cli_exit_codes(arch, tmp_path, capsys):
     assert V.main([str(tmp_path / "nope"), "--manifest", man]) == 2
 
 
-def _ansible(args):
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="json",
-               ANSIBLE_LOAD_CALLBACK_PLUGINS="1")
-    exe = os.path.join(os.path.dirname(sys.executable), "ansible")
-    p = subprocess.run([exe, "localhost", "-c", "local", "-i", "localhost,", "-m", "archive_verify",
-                        "-a", json.dumps(args)], capture_output=True, text=True, env=env, cwd=REPO)
-    data = json.loads(p.stdout)
-    return p.returncode, data["plays"][0]["tasks"][0]["hosts"]["localhost"]
+def _ansible(args, tmp_path):
+    """archive_verify on localhost through the runner layer: (rc, the module's result)."""
+    result = runner.run_module("archive_verify", args, "localhost", ["localhost,"],
+                               extra_vars={"ansible_connection": "local"}, data_dir=tmp_path / "runner")
+    failed = [dict(f.get("res") or {}, failed=True) for f in result.failures()]
+    res = result.task_results("archive_verify", "localhost") + failed
+    assert len(res) == 1, result.stdout[-3000:]
+    return result.rc, res[0]
 
 
-def test_ansible_module(arch):
+def test_ansible_module(arch, tmp_path):
     root, rows = arch
     man = str(root.parent / "archive_item.csv")
-    rc, h = _ansible({"root": str(root), "manifest": man, "usability": "stdlib"})
+    rc, h = _ansible({"root": str(root), "manifest": man, "usability": "stdlib"}, tmp_path)
     assert rc == 0 and h["changed"] is False and h["passed"] is True
     (root / "stray.txt").write_text("x")
-    rc, h = _ansible({"root": str(root), "manifest": man})
+    rc, h = _ansible({"root": str(root), "manifest": man}, tmp_path)
     assert rc != 0 and h["failed"] and "integrity" in h["msg"] and h["changed"] is False
-    rc, h = _ansible({"root": str(root), "manifest": man, "fail_on_error": False})
+    rc, h = _ansible({"root": str(root), "manifest": man, "fail_on_error": False}, tmp_path)
     assert rc == 0 and h["passed"] is False and not h.get("failed")

@@ -1,0 +1,55 @@
+"""The runner layer on a local play: stats and task results from events, failures in one line, artifacts rotated."""
+from __future__ import annotations
+
+import pytest
+
+from archive_dr import runner
+
+PLAY = """
+- name: Local play
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: Measure
+      ansible.builtin.command: "echo '{\\"db\\": 1.5, \\"files\\": null}'"
+      changed_when: true
+    - name: Refuse
+      ansible.builtin.fail:
+        msg: "refused: {{ why }}"
+      when: why | default('') != ''
+"""
+
+
+@pytest.fixture
+def playbook(tmp_path):
+    path = tmp_path / "local.yml"
+    path.write_text(PLAY)
+    return path
+
+
+def test_answers_come_from_events(playbook, tmp_path):
+    result = runner.run_playbook(playbook, ["localhost,"], data_dir=tmp_path / "runner")
+    assert result.ok and result.status == "successful" and result.rc == 0
+    assert result.stats == {"localhost": runner.HostStats(ok=1, changed=1, skipped=1)}
+    assert result.task_result("Measure", "localhost")["stdout"] == '{"db": 1.5, "files": null}'
+    assert result.tasks_started() == ["Measure", "Refuse"]
+    assert [name for name, _ in result.plays()] == ["Local play"]
+
+
+def test_a_failure_is_one_line_and_check_raises(playbook, tmp_path):
+    result = runner.run_playbook(playbook, ["localhost,"], {"why": "no depot"}, data_dir=tmp_path / "runner")
+    assert not result.ok and result.stats["localhost"].failed == 1
+    assert result.outcome() == "task “Refuse” failed on localhost: refused: no depot"
+    assert result.failure_messages() == ["refused: no depot"]
+    with pytest.raises(runner.PlaybookFailed, match="refused: no depot"):
+        result.check()
+
+
+def test_check_mode_changes_nothing_and_artifacts_rotate(playbook, tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "KEEP_ARTIFACTS", 2)
+    for _ in range(3):
+        result = runner.run_playbook(playbook, ["localhost,"], check=True, diff=True, data_dir=tmp_path / "runner")
+    assert result.stats["localhost"].changed == 0           # command is skipped in check mode
+    assert len(list((tmp_path / "runner" / "artifacts").iterdir())) == 2
+    assert result.artifact_dir.exists() and (result.artifact_dir / "job_events").is_dir()
