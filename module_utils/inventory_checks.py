@@ -17,16 +17,32 @@ a dict and any number or list to a string; those conversions are refused here.
 """
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import re
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 from typing import Callable, Iterable
 
-# The same platforms as module_utils/vendor_firewall.PLATFORMS_ALL (linux = roles/site_gateway,
-# the others = library/vendor_firewall.py with templates/firewall/<platform>/).
-FIREWALL_PLATFORMS = ("linux", "huawei", "hp_comware", "hillstone_stoneos", "juniper_junos")
-PSK_MIN_LENGTH = 20
+
+def _tunnel_model_module():
+    """module_utils/vendor_firewall.py, the one tunnel model, loaded from beside this file: the
+    filter plugin loads this file by path, so module_utils/ need not be on sys.path."""
+    name = "archive_dr_vendor_firewall"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent / "vendor_firewall.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+_vf = _tunnel_model_module()
+# linux = roles/site_gateway, the others = library/vendor_firewall.py with templates/firewall/<platform>/.
+FIREWALL_PLATFORMS = _vf.PLATFORMS_ALL
+PSK_MIN_LENGTH = _vf.PSK_MIN_LENGTH
 SECRET_VARS = ("site_gateway_psk", "gateway_ipsec_psk")
 ADDRESS_VARS = ("ansible_host", "lan_address", "wan_address")
 # What a host outside the checked set (ansible-playbook --limit) still contributes.

@@ -36,8 +36,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# keep in step with module_utils/inventory_checks.FIREWALL_PLATFORMS
+# linux = roles/site_gateway; the others are PLATFORMS (library/vendor_firewall.py).
+# module_utils/inventory_checks.py reads both constants from here.
 PLATFORMS_ALL = ("linux", "huawei", "hp_comware", "hillstone_stoneos", "juniper_junos")
+# Shortest pre-shared key accepted anywhere (vendor devices, Linux gateways, inventory checks).
+PSK_MIN_LENGTH = 20
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,30}$")
 
 
@@ -275,6 +278,111 @@ def _addr(value, what):
 PROFILE_KINDS = ("ips", "av")
 
 
+def tunnel_model(local_site, sites, site_hosts, flows) -> tuple[dict | None, list[str]]:
+    """The platform-independent tunnel model and every problem in it, in input order.
+
+    Returns ``(model, errors)``; ``model`` is None when ``errors`` is not empty. The model:
+    ``{local_site, peer_site, nets: {site: network}, wans: {site: address}, hosts: [used hosts],
+    flows: [{name, src, dst, port, proto, direction, index}]}`` with ``direction`` ``outbound``
+    when ``src`` is at ``local_site``. Vendor devices (:func:`build_model`) and the Linux
+    gateways (filter_plugins/site_gateway.py) both read it.
+    """
+    errors: list[str] = []
+
+    def check(fn, *args):
+        try:
+            return fn(*args)
+        except VendorFirewallError as e:
+            errors.append(str(e))
+            return None
+
+    if not isinstance(sites, dict) or len(sites) != 2:
+        return None, [f"sites must name exactly two sites, got {list(sites or {})}"]
+    if local_site not in sites:
+        errors.append(f"local_site {local_site!r} is not in sites {sorted(sites)}")
+    nets, wans = {}, {}
+    for name, s in sites.items():
+        if not NAME_RE.match(str(name)):
+            errors.append(f"site name {name!r} is not a plain name")
+            continue
+        if not isinstance(s, dict) or "lan" not in s or "wan" not in s:
+            errors.append(f"site {name!r} needs 'lan' (CIDR) and 'wan' (gateway address)")
+            continue
+        net = check(_net, s["lan"], f"site {name} lan")
+        wan = check(_addr, s["wan"], f"site {name} wan")
+        if net is not None:
+            nets[name] = net
+        if wan is not None:
+            wans[name] = str(wan)
+    if len(nets) == 2:
+        a, b = list(nets)
+        if nets[a].overlaps(nets[b]):
+            errors.append(f"site subnets overlap: {a} {nets[a]} and {b} {nets[b]}; "
+                          "the tunnel cannot route between them")
+    hosts = {}
+    for hname, haddr in (site_hosts or {}).items():
+        if not NAME_RE.match(str(hname)):
+            errors.append(f"host name {hname!r} is not a plain name")
+            continue
+        ip = check(_addr, haddr, f"host {hname}")
+        if ip is None:
+            continue
+        site = next((s for s, n in nets.items() if ip in n), None)
+        if site is None and len(nets) == 2:
+            errors.append(f"host {hname} address {ip} is in no site LAN "
+                          f"({', '.join(f'{s} {n}' for s, n in nets.items())})")
+        hosts[hname] = {"name": hname, "address": str(ip), "site": site}
+    if not flows:
+        errors.append("flows is empty: a tunnel gateway with no declared flow would pass nothing")
+    out_flows, used, seen = [], {}, set()
+    for i, f in enumerate(flows or []):
+        missing = [k for k in ("name", "src", "dst", "port", "proto") if k not in f]
+        if missing:
+            errors.append(f"flow #{i} lacks {missing[0]!r}: {f}")
+            continue
+        if not NAME_RE.match(str(f["name"])) or f["name"] in seen:
+            errors.append(f"flow name {f['name']!r} is not a plain unique name")
+        seen.add(f["name"])
+        unknown = [end for end in ("src", "dst") if f[end] not in hosts]
+        for end in unknown:
+            errors.append(f"flow {f['name']}: {end} {f[end]!r} is not a known host "
+                          f"(site hosts: {', '.join(sorted(hosts)) or 'none'})")
+        proto = str(f["proto"]).lower()
+        if proto not in ("tcp", "udp"):
+            errors.append(f"flow {f['name']}: proto {f['proto']!r} must be tcp or udp")
+        try:
+            port = int(f["port"])
+        except (TypeError, ValueError):
+            port = 0
+        if not 1 <= port <= 65535:
+            errors.append(f"flow {f['name']}: port {f['port']!r} out of range")
+        if unknown:
+            continue
+        src, dst = hosts[f["src"]], hosts[f["dst"]]
+        if src["site"] is not None and src["site"] == dst["site"]:
+            errors.append(f"flow {f['name']}: {src['name']} and {dst['name']} are both at {src['site']}; "
+                          "it does not cross the tunnel")
+        used[src["name"]] = src
+        used[dst["name"]] = dst
+        out_flows.append({"name": f["name"], "src": src, "dst": dst, "port": port, "proto": proto,
+                          "direction": "outbound" if src["site"] == local_site else "inbound",
+                          "index": len(out_flows) + 1})
+    if errors:
+        return None, errors
+    peer_site = next(s for s in sites if s != local_site)
+    return {"local_site": local_site, "peer_site": peer_site, "nets": nets, "wans": wans,
+            "hosts": sorted(used.values(), key=lambda h: h["name"]), "flows": out_flows}, []
+
+
+def psk_errors(psk) -> list[str]:
+    """Problems of a pre-shared key, never containing its value."""
+    if not psk:
+        return ["ipsec auth is psk but no pre-shared key was given (gateway_ipsec_psk)"]
+    if len(str(psk)) < PSK_MIN_LENGTH or re.search(r"\s|\"", str(psk)):
+        return [f"pre-shared key must be at least {PSK_MIN_LENGTH} characters without spaces or quotes"]
+    return []
+
+
 def build_model(platform, local_site, sites, site_hosts, flows, wan_interface, ipsec,
                 profiles=None) -> Model:
     """Validate the inventory model; every error here is raised before connecting."""
@@ -285,72 +393,16 @@ def build_model(platform, local_site, sites, site_hosts, flows, wan_interface, i
         raise VendorFirewallError(
             f"unknown platform {platform!r}; expected one of {', '.join(sorted(PLATFORMS))}")
     plat = PLATFORMS[platform]
-    if not isinstance(sites, dict) or len(sites) != 2:
-        raise VendorFirewallError(f"sites must name exactly two sites, got {list(sites or {})}")
-    if local_site not in sites:
-        raise VendorFirewallError(f"local_site {local_site!r} is not in sites {sorted(sites)}")
-    nets = {}
-    for name, s in sites.items():
-        if not NAME_RE.match(str(name)):
-            raise VendorFirewallError(f"site name {name!r} is not a plain name")
-        if not isinstance(s, dict) or "lan" not in s or "wan" not in s:
-            raise VendorFirewallError(f"site {name!r} needs 'lan' (CIDR) and 'wan' (gateway address)")
-        nets[name] = _net(s["lan"], f"site {name} lan")
-        _addr(s["wan"], f"site {name} wan")
-    a, b = list(nets)
-    if nets[a].overlaps(nets[b]):
-        raise VendorFirewallError(
-            f"site subnets overlap: {a} {nets[a]} and {b} {nets[b]}; the tunnel cannot route between them")
-    peer_site = b if local_site == a else a
-    hosts = {}
-    for hname, haddr in (site_hosts or {}).items():
-        if not NAME_RE.match(str(hname)):
-            raise VendorFirewallError(f"host name {hname!r} is not a plain name")
-        ip = _addr(haddr, f"host {hname}")
-        site = next((s for s, n in nets.items() if ip in n), None)
-        if site is None:
-            raise VendorFirewallError(f"host {hname} address {ip} is in no site LAN ({', '.join(f'{s} {n}' for s, n in nets.items())})")
-        hosts[hname] = {"name": hname, "address": str(ip), "site": site}
-    if not flows:
-        raise VendorFirewallError("flows is empty: a tunnel gateway with no declared flow would pass nothing")
-    out_flows, used, seen = [], {}, set()
-    for i, f in enumerate(flows):
-        for k in ("name", "src", "dst", "port", "proto"):
-            if k not in f:
-                raise VendorFirewallError(f"flow #{i} lacks {k!r}: {f}")
-        if not NAME_RE.match(str(f["name"])) or f["name"] in seen:
-            raise VendorFirewallError(f"flow name {f['name']!r} is not a plain unique name")
-        seen.add(f["name"])
-        for end in ("src", "dst"):
-            if f[end] not in hosts:
-                raise VendorFirewallError(
-                    f"flow {f['name']}: {end} {f[end]!r} is not a known host (site hosts: {', '.join(sorted(hosts)) or 'none'})")
-        proto = str(f["proto"]).lower()
-        if proto not in ("tcp", "udp"):
-            raise VendorFirewallError(f"flow {f['name']}: proto {f['proto']!r} must be tcp or udp")
-        try:
-            port = int(f["port"])
-        except (TypeError, ValueError):
-            port = 0
-        if not 1 <= port <= 65535:
-            raise VendorFirewallError(f"flow {f['name']}: port {f['port']!r} out of range")
-        src, dst = hosts[f["src"]], hosts[f["dst"]]
-        if src["site"] == dst["site"]:
-            raise VendorFirewallError(f"flow {f['name']}: {src['name']} and {dst['name']} are both at {src['site']}; it does not cross the tunnel")
-        used[src["name"]] = src
-        used[dst["name"]] = dst
-        out_flows.append({"name": f["name"], "src": src, "dst": dst, "port": port, "proto": proto,
-                          "direction": "outbound" if src["site"] == local_site else "inbound",
-                          "index": len(out_flows) + 1})
+    tunnel, errors = tunnel_model(local_site, sites, site_hosts, flows)
+    if errors:
+        raise VendorFirewallError(errors[0])
     if not wan_interface:
         raise VendorFirewallError("wan_interface is required (the device interface facing the WAN)")
     ipsec = dict(ipsec or {})
     auth = ipsec.get("auth", "psk")
     if auth == "psk":
-        if not ipsec.get("psk"):
-            raise VendorFirewallError("ipsec auth is psk but no pre-shared key was given (gateway_ipsec_psk)")
-        if len(str(ipsec["psk"])) < 16 or re.search(r"\s|\"", str(ipsec["psk"])):
-            raise VendorFirewallError("pre-shared key must be at least 16 characters without spaces or quotes")
+        for problem in psk_errors(ipsec.get("psk")):
+            raise VendorFirewallError(problem)
     elif auth == "cert":
         cert = ipsec.get("cert") or {}
         missing = [k for k in ("pki_domain", "local_id", "peer_id") if not cert.get(k)]
@@ -371,12 +423,13 @@ def build_model(platform, local_site, sites, site_hosts, flows, wan_interface, i
     for k in PROFILE_KINDS:
         if not NAME_RE.match(str(profiles[k])):
             raise VendorFirewallError(f"security profile {k} {profiles[k]!r} is not a plain name")
+    peer_site = tunnel["peer_site"]
     return Model(
         platform=plat, local_site=local_site, peer_site=peer_site,
-        local_lan=nets[local_site], peer_lan=nets[peer_site],
-        local_wan=str(sites[local_site]["wan"]), peer_wan=str(sites[peer_site]["wan"]),
-        wan_interface=str(wan_interface), hosts=sorted(used.values(), key=lambda h: h["name"]),
-        flows=out_flows, ipsec=ipsec, profiles={k: str(profiles[k]) for k in PROFILE_KINDS},
+        local_lan=tunnel["nets"][local_site], peer_lan=tunnel["nets"][peer_site],
+        local_wan=tunnel["wans"][local_site], peer_wan=tunnel["wans"][peer_site],
+        wan_interface=str(wan_interface), hosts=tunnel["hosts"],
+        flows=tunnel["flows"], ipsec=ipsec, profiles={k: str(profiles[k]) for k in PROFILE_KINDS},
     )
 
 

@@ -1,90 +1,40 @@
-"""Filters for the site_gateway role: validate the tunnel model, expand flows.
+"""Filters for the site_gateway role: the tunnel model of module_utils/vendor_firewall.py for
+the Linux gateways, and their nftables ruleset rendered from it.
 
-Pure Python (ipaddress); unit-tested in tests/unit/test_site_gateway_model.py.
-The same checks as module_utils/vendor_firewall.build_model, for Linux gateways.
+Vendor devices (library/vendor_firewall.py) and the Linux gateways read one model
+(``vendor_firewall.tunnel_model``): the same checks, the same messages, the same flow
+directions. module_utils/ is found relative to this file (roles/site_gateway/filter_plugins/),
+as filter_plugins/inventory_checks.py finds it. Pure Python; unit-tested in
+tests/unit/test_site_gateway_model.py.
 """
 from __future__ import annotations
 
-import ipaddress
+import importlib.util
 import re
+import sys
+from pathlib import Path
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,30}$")
+_NAME = "archive_dr_vendor_firewall"
+if _NAME in sys.modules:
+    _vf = sys.modules[_NAME]
+else:
+    _spec = importlib.util.spec_from_file_location(
+        _NAME, Path(__file__).resolve().parents[3] / "module_utils" / "vendor_firewall.py")
+    _vf = importlib.util.module_from_spec(_spec)
+    sys.modules[_NAME] = _vf
+    _spec.loader.exec_module(_vf)
+
+PSK_MIN_LENGTH = _vf.PSK_MIN_LENGTH
+BACKENDS = ("kernel", "libipsec")
 
 
-def _net(value):
-    try:
-        return ipaddress.ip_network(str(value), strict=True)
-    except ValueError:
-        return None
-
-
-def _addr(value):
-    try:
-        return ipaddress.ip_address(str(value))
-    except ValueError:
-        return None
-
-
-def model_errors(sites, site_hosts, flows, local_site, auth="cert", has_psk=False, has_cert=False,
+def model_errors(sites, site_hosts, flows, local_site, auth="cert", psk="", has_cert=False,
                  has_key=False, has_ca=False):
-    """Every problem in the tunnel model, as plain sentences (never a secret value)."""
-    errors = []
-    if not isinstance(sites, dict) or len(sites) != 2:
-        return [f"sites must name exactly two sites, got {sorted(sites or {})}"]
-    if local_site not in sites:
-        errors.append(f"this gateway's site {local_site!r} is not in sites {sorted(sites)}")
-    nets = {}
-    for name, site in sites.items():
-        if not isinstance(site, dict) or _net(site.get("lan")) is None:
-            errors.append(f"site {name}: lan {site.get('lan') if isinstance(site, dict) else site!r} "
-                          "is not a network address (CIDR)")
-            continue
-        if _addr(site.get("wan")) is None:
-            errors.append(f"site {name}: wan {site.get('wan')!r} is not an IP address")
-        nets[name] = _net(site["lan"])
-    if len(nets) == 2:
-        (a, na), (b, nb) = nets.items()
-        if na.overlaps(nb):
-            errors.append(f"site subnets overlap: {a} {na} and {b} {nb}; the tunnel cannot route between them")
-    hosts = {}
-    for hname, haddr in (site_hosts or {}).items():
-        ip = _addr(haddr)
-        if ip is None:
-            errors.append(f"host {hname}: {haddr!r} is not an IP address")
-            continue
-        hosts[hname] = next((s for s, n in nets.items() if ip in n), None)
-    if not flows:
-        errors.append("no flows declared: a tunnel gateway with no declared flow would pass nothing")
-    seen = set()
-    for i, flow in enumerate(flows or []):
-        missing = [k for k in ("name", "src", "dst", "port", "proto") if k not in flow]
-        if missing:
-            errors.append(f"flow #{i} lacks {', '.join(missing)}: {flow}")
-            continue
-        name = str(flow["name"])
-        if not NAME_RE.match(name) or name in seen:
-            errors.append(f"flow name {name!r} is not a plain unique name")
-        seen.add(name)
-        for end in ("src", "dst"):
-            if flow[end] not in hosts:
-                errors.append(f"flow {name}: {end} {flow[end]!r} is not a known host "
-                              f"(hosts: {', '.join(sorted(hosts)) or 'none'})")
-            elif hosts[flow[end]] is None:
-                errors.append(f"flow {name}: {end} {flow[end]} ({site_hosts[flow[end]]}) is in no site LAN")
-        if str(flow["proto"]).lower() not in ("tcp", "udp"):
-            errors.append(f"flow {name}: proto {flow['proto']!r} must be tcp or udp")
-        try:
-            port = int(flow["port"])
-        except (TypeError, ValueError):
-            port = 0
-        if not 1 <= port <= 65535:
-            errors.append(f"flow {name}: port {flow['port']!r} out of range")
-        s, d = hosts.get(flow["src"]), hosts.get(flow["dst"])
-        if s is not None and s == d:
-            errors.append(f"flow {name}: {flow['src']} and {flow['dst']} are both at {s}; it does not cross the tunnel")
+    """Every problem in the tunnel model and the gateway's credentials, as plain sentences
+    (never a secret value)."""
+    _, errors = _vf.tunnel_model(local_site, sites, site_hosts, flows)
     if auth == "psk":
-        if not has_psk:
-            errors.append("site_gateway_auth is psk but no pre-shared key is set (gateway_ipsec_psk in the vault)")
+        errors += _vf.psk_errors(psk)
     elif auth == "cert":
         for ok, what in ((has_ca, "CA certificate (site_gateway_ca_cert)"),
                          (has_cert, f"certificate for site {local_site} (site_gateway_cert)"),
@@ -97,22 +47,100 @@ def model_errors(sites, site_hosts, flows, local_site, auth="cert", has_psk=Fals
 
 
 def tunnel_flows(flows, site_hosts, sites, local_site):
-    """Flows with addresses and direction ('out': src is at this site) and an nft-safe counter name."""
-    nets = {name: ipaddress.ip_network(str(s["lan"])) for name, s in sites.items()}
-    out = []
-    for flow in flows:
-        src, dst = str(site_hosts[flow["src"]]), str(site_hosts[flow["dst"]])
-        src_site = next(s for s, n in nets.items() if ipaddress.ip_address(src) in n)
-        out.append({
-            "name": flow["name"], "src": flow["src"], "dst": flow["dst"],
-            "src_addr": src, "dst_addr": dst,
-            "port": int(flow["port"]), "proto": str(flow["proto"]).lower(),
-            "direction": "out" if src_site == local_site else "in",
-            "counter": "flow_" + re.sub(r"[^A-Za-z0-9_]", "_", str(flow["name"])),
-        })
-    return out
+    """The model's flows for nftables: addresses, direction ('out': src is at this site) and
+    an nft-safe counter name. Raises on a model with errors (validate.yml checks it first)."""
+    model, errors = _vf.tunnel_model(local_site, sites, site_hosts, flows)
+    if errors:
+        raise ValueError("; ".join(errors))
+    return [{
+        "name": f["name"], "src": f["src"]["name"], "dst": f["dst"]["name"],
+        "src_addr": f["src"]["address"], "dst_addr": f["dst"]["address"],
+        "port": f["port"], "proto": f["proto"],
+        "direction": "out" if f["direction"] == "outbound" else "in",
+        "counter": "flow_" + re.sub(r"[^A-Za-z0-9_]", "_", str(f["name"])),
+    } for f in model["flows"]]
+
+
+def gateway_ruleset(sites, site_hosts, flows, local_site, lan_interface, wan_interface,
+                    backend="kernel", libipsec_interface="ipsec0", nflog_group=5, tcp_mss=1360,
+                    base_table="baseline"):
+    """The gateway's nftables drop-in: IKE from the peer in the base table's input chain, and
+    ``table inet site_gateway`` (default-deny forward, only the declared flows, MSS clamp,
+    nothing for the peer LAN or from the LAN on the WAN in clear)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"site_gateway_ipsec_backend {backend!r} must be one of {', '.join(BACKENDS)}")
+    peer = next(s for s in sites if s != local_site)
+    local_lan, peer_lan, peer_wan = sites[local_site]["lan"], sites[peer]["lan"], sites[peer]["wan"]
+    lan, wan = f'"{lan_interface}"', f'"{wan_interface}"'
+    libipsec = backend == "libipsec"
+    t_in = f'iifname "{libipsec_interface}"' if libipsec else "meta ipsec exists"
+    t_out = f'oifname "{libipsec_interface}"' if libipsec else "rt ipsec exists"
+    t_out_missing = f'oifname != "{libipsec_interface}"' if libipsec else "rt ipsec missing"
+    nflog = f"group {nflog_group}"
+    mss = f"tcp flags syn / syn,rst tcp option maxseg size > {tcp_mss} tcp option maxseg size set {tcp_mss}"
+    rows = tunnel_flows(flows, site_hosts, sites, local_site)
+
+    out = ["# Site gateway policy. Loaded by /etc/nftables.conf after the base policy."]
+    if base_table:
+        out.append("# IKE (and NAT-T / UDP-encapsulated ESP) from the peer gateway only.")
+        out.append(f"add rule inet {base_table} input iifname {wan} ip saddr {peer_wan} udp dport {{ 500, 4500 }} accept")
+        if not libipsec:
+            out.append(f"add rule inet {base_table} input iifname {wan} ip saddr {peer_wan} ip protocol esp accept")
+    out += ["", "table inet site_gateway {"]
+    out += [f'  counter {f["counter"]} {{ comment "{f["src"]} -> {f["dst"]} {f["proto"]}/{f["port"]}" }}'
+            for f in rows]
+    out += [
+        '  counter tunnel_dropped { comment "undeclared traffic to or from the tunnel" }',
+        '  counter clear_dropped { comment "LAN traffic that would leave unencrypted" }',
+        '  counter forward_dropped { comment "any other forwarded traffic" }',
+        '  counter ike_foreign_dropped { comment "IKE from an address that is not the peer gateway" }',
+        "",
+        "  chain input {",
+        "    type filter hook input priority filter - 10; policy accept;",
+        f'    iifname {wan} ip saddr != {peer_wan} udp dport {{ 500, 4500 }} counter name ike_foreign_dropped'
+        f' log prefix "site_gateway ike: " {nflog} drop',
+        "  }",
+        "",
+        "  chain forward {",
+        "    type filter hook forward priority filter; policy drop;",
+        "    # Clamp TCP MSS to the tunnel MTU, both ways.",
+        f"    {t_out} {mss}",
+        f"    {t_in} {mss}",
+        "    ct state invalid counter name forward_dropped drop",
+        "    # Replies of connections a declared flow opened.",
+        f"    iifname {lan} {t_out} ip saddr {local_lan} ip daddr {peer_lan} ct state established,related accept",
+        f"    {t_in} oifname {lan} ip saddr {peer_lan} ip daddr {local_lan} ct state established,related accept",
+        "    # Declared flows (new connections from src to dst only).",
+    ]
+    for f in rows:
+        match = (f'ip saddr {f["src_addr"]} ip daddr {f["dst_addr"]} {f["proto"]} dport {f["port"]} '
+                 f'ct state new counter name {f["counter"]} accept')
+        way = f"iifname {lan} {t_out}" if f["direction"] == "out" else f"{t_in} oifname {lan}"
+        out.append(f"    {way} {match}")
+    out += [
+        f'    {t_in} counter name tunnel_dropped log prefix "site_gateway tunnel-in: " {nflog} drop',
+        f'    {t_out} counter name tunnel_dropped log prefix "site_gateway tunnel-out: " {nflog} drop',
+        f'    ip daddr {peer_lan} counter name clear_dropped log prefix "site_gateway clear: " {nflog} drop',
+        f'    counter name forward_dropped log prefix "site_gateway forward: " {nflog} drop',
+        "  }",
+        "",
+        "  chain postrouting {",
+        "    type filter hook postrouting priority filter; policy accept;",
+        "    # Nothing for the peer LAN, and nothing from our LAN on the WAN, unencrypted.",
+        f'    ip daddr {peer_lan} {t_out_missing} counter name clear_dropped log prefix "site_gateway clear: "'
+        f' {nflog} drop',
+        f'    oifname {wan} ip saddr {local_lan} {"" if libipsec else "rt ipsec missing "}counter name clear_dropped'
+        f' log prefix "site_gateway clear: " {nflog} drop',
+        "  }",
+        "}",
+    ]
+    return "\n".join(out) + "\n"
 
 
 class FilterModule:
     def filters(self):
-        return {"site_gateway_model_errors": model_errors, "site_gateway_flows": tunnel_flows}
+        return {
+            "site_gateway_model_errors": model_errors,
+            "site_gateway_flows": tunnel_flows,
+            "site_gateway_ruleset": gateway_ruleset,
+        }

@@ -1,16 +1,18 @@
 #!/usr/bin/python3
-# {{ ansible_managed }}
 """archive-dr tunnel helper on a site gateway.
 
   archive-dr-tunnel status    print the tunnel facts as JSON
-  archive-dr-tunnel metrics   write the facts to {{ site_gateway_state_dir }}/tunnel.json
-                              and {{ site_gateway_metrics_dir }}/tunnel.prom (Prometheus textfile)
+  archive-dr-tunnel metrics   write the facts to <state_dir>/tunnel.json and
+                              <metrics_dir>/tunnel.prom (Prometheus textfile)
   archive-dr-tunnel watch     bring the tunnel up when it is down: always on the initiator;
                               on the responder only shortly after its IKE daemon (re)started
                               (a rebuilt responder's INITIAL_CONTACT clears the peer's stale SA)
 
-Talks to charon over its VICI socket (no extra Python packages).
+Settings come from the JSON file the site_gateway role writes (/etc/archive-dr/tunnel.json,
+or $ARCHIVE_DR_TUNNEL_CONF). Talks to charon over its VICI socket (no extra Python packages).
+Installed by roles/site_gateway; unit-tested in tests/unit/test_site_gateway_tunnel.py.
 """
+import calendar
 import json
 import os
 import socket
@@ -19,8 +21,7 @@ import subprocess
 import sys
 import time
 
-CONF = json.loads({{ __site_gateway_helper_conf | to_json | to_json }})
-{% raw %}
+CONF_PATH = "/etc/archive-dr/tunnel.json"
 VICI = "/run/charon.vici"
 
 
@@ -38,10 +39,13 @@ def _dec_msg(buf):
     root, stack, i = {}, [], 0
     cur, lst = root, None
     while i < len(buf):
-        t = buf[i]; i += 1
+        t = buf[i]
+        i += 1
         if t in (1, 3, 4):
-            n = buf[i]; i += 1
-            name = buf[i:i + n].decode(); i += n
+            n = buf[i]
+            i += 1
+            name = buf[i:i + n].decode()
+            i += n
         if t == 1:                      # section start
             new = {}
             cur[name] = new
@@ -50,13 +54,17 @@ def _dec_msg(buf):
         elif t == 2:                    # section end
             cur = stack.pop()
         elif t == 3:                    # key = value
-            (ln,) = struct.unpack("!H", buf[i:i + 2]); i += 2
-            cur[name] = buf[i:i + ln].decode(errors="replace"); i += ln
+            (ln,) = struct.unpack("!H", buf[i:i + 2])
+            i += 2
+            cur[name] = buf[i:i + ln].decode(errors="replace")
+            i += ln
         elif t == 4:                    # list start
             lst = cur[name] = []
         elif t == 5:                    # list item
-            (ln,) = struct.unpack("!H", buf[i:i + 2]); i += 2
-            lst.append(buf[i:i + ln].decode(errors="replace")); i += ln
+            (ln,) = struct.unpack("!H", buf[i:i + 2])
+            i += 2
+            lst.append(buf[i:i + ln].decode(errors="replace"))
+            i += ln
         elif t == 6:                    # list end
             lst = None
     return root
@@ -115,6 +123,21 @@ class Vici:
         return items
 
 
+# ---------------------------------------------------------------- settings
+REQUIRED = ("conn", "child", "site", "peer", "initiator", "backend", "auth", "kick_after", "kick_window",
+            "state_dir", "metrics_dir", "certs")
+
+
+def load_conf(path):
+    """The role's settings; a missing key is an error naming it (never a KeyError later)."""
+    with open(path) as fh:
+        conf = json.load(fh)
+    missing = [k for k in REQUIRED if k not in conf]
+    if missing:
+        raise ValueError(f"{path}: missing {', '.join(missing)}")
+    return conf
+
+
 # ---------------------------------------------------------------- facts
 def _int(v, default=0):
     try:
@@ -123,18 +146,32 @@ def _int(v, default=0):
         return default
 
 
+def parse_enddate(text):
+    """`openssl x509 -enddate` output (notAfter=Nov 26 22:30:00 2036 GMT) as Unix time, or None."""
+    stamp = text.strip().split("=", 1)[-1]
+    try:
+        return calendar.timegm(time.strptime(stamp, "%b %d %H:%M:%S %Y %Z"))
+    except ValueError:
+        return None
+
+
 def cert_not_after(path):
     try:
         out = subprocess.run(["openssl", "x509", "-noout", "-enddate", "-in", path],
                              capture_output=True, text=True, timeout=5, check=True).stdout
     except (OSError, subprocess.SubprocessError):
         return None
-    stamp = out.strip().split("=", 1)[-1]
-    try:
-        import calendar
-        return calendar.timegm(time.strptime(stamp, "%b %d %H:%M:%S %Y %Z"))
-    except ValueError:
-        return None
+    return parse_enddate(out)
+
+
+def parse_counters(nft_json):
+    """{name: {packets, bytes}} of the named counters in `nft -j list counters` output."""
+    res = {}
+    for item in json.loads(nft_json).get("nftables", []):
+        c = item.get("counter")
+        if c:
+            res[c["name"]] = {"packets": c.get("packets", 0), "bytes": c.get("bytes", 0)}
+    return res
 
 
 def nft_counters():
@@ -143,41 +180,36 @@ def nft_counters():
                              capture_output=True, text=True, timeout=5, check=True).stdout
     except (OSError, subprocess.SubprocessError):
         return {}
-    res = {}
-    for item in json.loads(out).get("nftables", []):
-        c = item.get("counter")
-        if c:
-            res[c["name"]] = {"packets": c.get("packets", 0), "bytes": c.get("bytes", 0)}
-    return res
+    return parse_counters(out)
+
+
+def parse_uptime(show_output, monotonic_now):
+    """Seconds since the unit became active, from `systemctl show -p ActiveState
+    -p ActiveEnterTimestampMonotonic`; None when it is not active."""
+    props = dict(line.split("=", 1) for line in show_output.splitlines() if "=" in line)
+    if props.get("ActiveState") != "active":
+        return None
+    return monotonic_now - _int(props.get("ActiveEnterTimestampMonotonic")) / 1e6
 
 
 def daemon_uptime():
     """Seconds since strongswan.service last became active (None when inactive)."""
     out = subprocess.run(["systemctl", "show", "strongswan", "-p", "ActiveState",
                           "-p", "ActiveEnterTimestampMonotonic"], capture_output=True, text=True).stdout
-    props = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-    if props.get("ActiveState") != "active":
-        return None
-    return time.monotonic() - _int(props.get("ActiveEnterTimestampMonotonic")) / 1e6
+    return parse_uptime(out, time.monotonic())
 
 
-def facts():
-    now = int(time.time())
-    f = {"time": now, "conn": CONF["conn"], "child": CONF["child"], "site": CONF["site"],
-         "peer": CONF["peer"], "initiator": CONF["initiator"], "backend": CONF["backend"],
-         "auth": CONF["auth"], "daemon": "down", "ike_state": "none", "up": False,
+def sa_facts(conf, sas, daemon_up, now):
+    """The tunnel facts from the `list-sa` events of the connection (no I/O)."""
+    f = {"time": now, "conn": conf["conn"], "child": conf["child"], "site": conf["site"],
+         "peer": conf["peer"], "initiator": conf["initiator"], "backend": conf["backend"],
+         "auth": conf["auth"], "daemon": "up" if daemon_up else "down", "ike_state": "none", "up": False,
          "ike_established_seconds": None, "child_installed_seconds": None,
          "child_sas": 0, "bytes_in": 0, "bytes_out": 0, "packets_in": 0, "packets_out": 0,
          "certs": {}, "counters": {}}
-    try:
-        v = Vici()
-        sas = v.streamed("list-sas", "list-sa", {"ike": CONF["conn"]})
-        f["daemon"] = "up"
-    except (OSError, ConnectionError, RuntimeError):
-        sas = []
     for item in sas:
         for name, ike in item.items():
-            if name != CONF["conn"]:
+            if name != conf["conn"]:
                 continue
             state = ike.get("state", "")
             if state == "ESTABLISHED" or f["ike_state"] == "none":
@@ -187,7 +219,7 @@ def facts():
                 if age is not None and (f["ike_established_seconds"] is None or age < f["ike_established_seconds"]):
                     f["ike_established_seconds"] = age
             for child in (ike.get("child-sas") or {}).values():
-                if child.get("name") != CONF["child"] or child.get("state") != "INSTALLED":
+                if child.get("name") != conf["child"] or child.get("state") != "INSTALLED":
                     continue
                 f["child_sas"] += 1
                 f["up"] = True
@@ -196,10 +228,25 @@ def facts():
                     f["child_installed_seconds"] = age
                 for k in ("bytes_in", "bytes_out", "packets_in", "packets_out"):
                     f[k] += _int(child.get(k.replace("_", "-")))
-    for label, path in CONF["certs"].items():
-        na = cert_not_after(path) if os.path.exists(path) else None
-        if na is not None:
-            f["certs"][label] = {"path": path, "not_after": na, "days_left": round((na - now) / 86400, 1)}
+    return f
+
+
+def cert_facts(not_after, now):
+    """{label: {path, not_after, days_left}} from {label: (path, not_after or None)}."""
+    return {label: {"path": path, "not_after": na, "days_left": round((na - now) / 86400, 1)}
+            for label, (path, na) in not_after.items() if na is not None}
+
+
+def facts(conf):
+    now = int(time.time())
+    try:
+        sas = Vici().streamed("list-sas", "list-sa", {"ike": conf["conn"]})
+        daemon_up = True
+    except (OSError, ConnectionError, RuntimeError):
+        sas, daemon_up = [], False
+    f = sa_facts(conf, sas, daemon_up, now)
+    f["certs"] = cert_facts({label: (path, cert_not_after(path) if os.path.exists(path) else None)
+                             for label, path in conf["certs"].items()}, now)
     f["counters"] = nft_counters()
     return f
 
@@ -252,23 +299,32 @@ def _atomic(path, text):
     os.replace(tmp, path)
 
 
-def cmd_metrics():
-    f = facts()
-    _atomic(os.path.join(CONF["state_dir"], "tunnel.json"), json.dumps(f, indent=1, sort_keys=True) + "\n")
-    _atomic(os.path.join(CONF["metrics_dir"], "tunnel.prom"), prom(f))
+def should_initiate(conf, f, uptime):
+    """Whether `watch` initiates: the daemon answers, no SA is up or on its way, and this
+    gateway initiates, or it responds and its daemon (re)started kick_after..kick_window
+    seconds ago (``uptime``; None when the daemon is not active)."""
+    if f["daemon"] != "up" or f["up"] or f["ike_state"] in ("CONNECTING", "REKEYING"):
+        return False
+    if conf["initiator"]:
+        return True
+    return uptime is not None and conf["kick_after"] <= uptime <= conf["kick_window"]
+
+
+def cmd_metrics(conf):
+    f = facts(conf)
+    _atomic(os.path.join(conf["state_dir"], "tunnel.json"), json.dumps(f, indent=1, sort_keys=True) + "\n")
+    _atomic(os.path.join(conf["metrics_dir"], "tunnel.prom"), prom(f))
     return 0
 
 
-def cmd_watch():
-    f = facts()
-    if f["daemon"] != "up" or f["up"] or f["ike_state"] in ("CONNECTING", "REKEYING"):
+def cmd_watch(conf):
+    f = facts(conf)
+    # the responder's uptime is read only when it could matter (one systemctl call less)
+    uptime = None if conf["initiator"] or f["daemon"] != "up" or f["up"] else daemon_uptime()
+    if not should_initiate(conf, f, uptime):
         return 0
-    if not CONF["initiator"]:
-        up = daemon_uptime()
-        if up is None or not (CONF["kick_after"] <= up <= CONF["kick_window"]):
-            return 0
-    print(f"tunnel {CONF['conn']} is down (IKE {f['ike_state']}); initiating", flush=True)
-    r = subprocess.run(["swanctl", "--initiate", "--ike", CONF["conn"], "--child", CONF["child"],
+    print(f"tunnel {conf['conn']} is down (IKE {f['ike_state']}); initiating", flush=True)
+    r = subprocess.run(["swanctl", "--initiate", "--ike", conf["conn"], "--child", conf["child"],
                         "--timeout", "10"], capture_output=True, text=True)
     print((r.stdout + r.stderr).strip()[-2000:], flush=True)
     return 0
@@ -276,17 +332,17 @@ def cmd_watch():
 
 def main(argv):
     cmd = argv[1] if len(argv) > 1 else "status"
+    if cmd not in ("status", "metrics", "watch"):
+        print(__doc__, file=sys.stderr)
+        return 2
+    conf = load_conf(os.environ.get("ARCHIVE_DR_TUNNEL_CONF", CONF_PATH))
     if cmd == "status":
-        print(json.dumps(facts(), indent=1, sort_keys=True))
+        print(json.dumps(facts(conf), indent=1, sort_keys=True))
         return 0
     if cmd == "metrics":
-        return cmd_metrics()
-    if cmd == "watch":
-        return cmd_watch()
-    print(__doc__, file=sys.stderr)
-    return 2
+        return cmd_metrics(conf)
+    return cmd_watch(conf)
 
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv))
-{% endraw %}
