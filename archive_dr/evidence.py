@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from archive_dr import paths, report
+from archive_dr import audit, paths, report
 from archive_dr.inventory import Inventory
 
 
@@ -229,12 +229,18 @@ def main(argv=None):
         p.error("--to is before --from")
     res = build(a.reports, a.start, a.end, load_targets(paths.sources(a.inventory, paths.default_lab_inventory())))
     out = a.out or str(Path(a.reports) / ("evidence-%s" % res["id"]))
+    res["audit"] = audit.section(a.start, a.end, work_dir=out)
     written = write(res, out)
+    written.update({"audit-" + k: v for k, v in audit.write(res["audit"], out, res["id"]).items()})
     for i in res["indicators"]:
         print("%-28s target %-12s measured %-22s %s" % (i["name"], i["target_text"], i["measured_text"],
                                                          "-" if i["met"] is None else ("met" if i["met"] else "NOT MET")))
+    trail = res["audit"]
+    print("audit trail: %d runs, %d changed tasks, chain %s" % (
+        trail["runs"], trail["changed_tasks"],
+        "intact" if trail["verified"] else "NOT VERIFIED: " + "; ".join(trail["problems"])))
     print(json.dumps({k: str(v) for k, v in written.items()}, ensure_ascii=False))
-    return 0
+    return 0 if trail["verified"] else 1
 
 
 if __name__ == "__main__":

@@ -178,7 +178,9 @@ def env() -> dict[str, str]:
     """What every Ansible run gets: this project's ansible.cfg, no colour (the text is a log), podman's
     config, and this interpreter's ansible-playbook first on PATH (the CLI may run without the venv active)."""
     bindir = str(Path(sys.executable).parent)
+    # ansible-runner sets its own callback_plugins path; the audit trail's plugin is added back here.
     return {"ANSIBLE_CONFIG": str(paths.ANSIBLE_CFG), "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_CALLBACK_PLUGINS": str(paths.ROOT / "callback_plugins"),
             "CONTAINERS_CONF": os.environ.get("CONTAINERS_CONF", str(paths.CONTAINERS_CONF)),
             "PATH": os.pathsep.join([bindir, os.environ.get("PATH", os.defpath)])}
 

@@ -18,7 +18,8 @@ import uuid
 
 import pytest
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+from archive_dr.paths import ROOT as _ROOT  # noqa: E402
+ROOT = str(_ROOT)
 ANSIBLE = os.path.join(ROOT, ".venv", "bin", "ansible-playbook")
 BASE = "/var/tmp/adr-storage-test"
 

@@ -23,7 +23,7 @@ import pytest
 
 from tests.fwsim import FirewallSim
 
-ROOT = Path(__file__).resolve().parents[2]
+from archive_dr.paths import ROOT  # noqa: E402  (the one project root)
 
 VENV = ROOT / ".venv" / "bin"
 PSK = "fwsim-only-not-a-secret-0123"  # inventory/fwsim/group_vars/all.yml

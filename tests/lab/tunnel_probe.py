@@ -9,10 +9,10 @@ import json
 import os
 import subprocess
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-ENV = dict(os.environ, CONTAINERS_CONF=str(ROOT / "lab" / "containers.conf"))
+from archive_dr import paths
+
+ENV = dict(os.environ, CONTAINERS_CONF=str(paths.CONTAINERS_CONF))
 
 GEO_ARCHIVE, GEO_BACKUP, MIYUN_STORE = "198.18.1.11", "198.18.1.12", "198.18.2.21"
 GEO_FW_WAN, MIYUN_FW_WAN = "198.18.3.1", "198.18.3.2"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from archive_dr.paths import ROOT  # noqa: E402  (the one project root)
 _spec = importlib.util.spec_from_file_location(
     "baseline_nftables", ROOT / "roles" / "baseline" / "filter_plugins" / "baseline_nftables.py")
 bn = importlib.util.module_from_spec(_spec)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from archive_dr.paths import ROOT  # noqa: E402  (the one project root)
 BIN = Path(sys.executable).parent
 PRODUCTION = ROOT / "inventory" / "production"
 EXAMPLE = ROOT / "inventory" / "example"

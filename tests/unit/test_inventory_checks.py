@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from archive_dr.paths import ROOT  # noqa: E402  (the one project root)
 sys.path.insert(0, str(ROOT / "module_utils"))
 
 import inventory_checks as ic  # noqa: E402

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from archive_dr.paths import ROOT  # noqa: E402  (the one project root)
 PRODUCTION = ROOT / "inventory" / "production"
 LAB = ROOT / "inventory" / "lab"
 # Generated per environment by `archive-dr secrets`: secrets are never part of the model.

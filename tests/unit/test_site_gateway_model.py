@@ -10,7 +10,7 @@ import pytest
 
 import vendor_firewall as vf  # module_utils/ is on the test path (pyproject.toml)
 
-ROOT = Path(__file__).resolve().parents[2]
+from archive_dr.paths import ROOT  # noqa: E402  (the one project root)
 _spec = importlib.util.spec_from_file_location(
     "site_gateway_filters", ROOT / "roles" / "site_gateway" / "filter_plugins" / "site_gateway.py")
 sg = importlib.util.module_from_spec(_spec)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from archive_dr.paths import ROOT  # noqa: E402  (the one project root)
 _spec = importlib.util.spec_from_file_location(
     "archive_dr_tunnel", ROOT / "roles" / "site_gateway" / "files" / "archive_dr_tunnel.py")
 tunnel = importlib.util.module_from_spec(_spec)

@@ -7,7 +7,7 @@ import pytest
 
 import vendor_firewall as vf  # module_utils/ is on the test path (pyproject.toml)
 
-ROOT = Path(__file__).resolve().parents[2]
+from archive_dr.paths import ROOT  # noqa: E402  (the one project root)
 
 TEMPLATES = ROOT / "templates" / "firewall"
 SITES = {"geo": {"lan": "192.0.2.0/24", "wan": "203.0.113.1"},
