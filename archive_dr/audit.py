@@ -47,6 +47,8 @@ def config(cfg_path: Path | str = paths.ANSIBLE_CFG, environ=None) -> dict:
     key = get("remote_key", "ARCHIVE_DR_AUDIT_REMOTE_KEY")
     return {"ledger": Path(led) if led and Path(led).is_absolute() else base / led if led else DEFAULT_LEDGER,
             "remote": get("remote", "ARCHIVE_DR_AUDIT_REMOTE") or None,
+            "remote_host": get("remote_host", "ARCHIVE_DR_AUDIT_REMOTE_HOST") or None,
+            "remote_user": get("remote_user", "ARCHIVE_DR_AUDIT_REMOTE_USER") or "audit-append",
             "remote_key": str(Path(key).expanduser() if Path(key).expanduser().is_absolute() else base / key)
             if key else None}
 
@@ -126,13 +128,29 @@ def _ledger_state(name, path, anchors=()):
             "ok": not problems}
 
 
+def remote_from_inventory(cfg: dict, inventory) -> dict:
+    """The remote as the callback finds it: the inventory host ``remote_host`` (its ansible_host, port and
+    key), the account ``remote_user``; cfg unchanged when a remote is given directly or no host is named."""
+    if cfg.get("remote") or not cfg.get("remote_host") or inventory is None:
+        return cfg
+    from archive_dr.inventory import Inventory
+
+    inv = Inventory(inventory)
+    if cfg["remote_host"] not in inv.hosts():
+        return cfg
+    v = inv.host_vars(cfg["remote_host"], ["ansible_host", "ansible_port", "ansible_ssh_private_key_file"])
+    port = ":%s" % v["ansible_port"] if v.get("ansible_port") else ""
+    return dict(cfg, remote="%s@%s%s" % (cfg["remote_user"], v.get("ansible_host") or cfg["remote_host"], port),
+                remote_key=cfg.get("remote_key") or v.get("ansible_ssh_private_key_file"))
+
+
 def section(start, end, local: Path | str | None = None, remote_file: Path | str | None = None,
-            cfg: dict | None = None, work_dir: Path | str | None = None) -> dict:
+            cfg: dict | None = None, work_dir: Path | str | None = None, inventory=None) -> dict:
     """The audit section of the evidence pack for the days [start, end] (UTC).
 
     ``local``: the controller's ledger (default from ``config()``); ``remote_file``: miyun's ledger
     already fetched (default: fetched now when a remote is configured, into ``work_dir``)."""
-    cfg = cfg if cfg is not None else config()
+    cfg = remote_from_inventory(cfg if cfg is not None else config(), inventory)
     local = Path(local) if local else Path(cfg["ledger"])
     ledgers, problems = [], []
     if remote_file is None and cfg.get("remote"):

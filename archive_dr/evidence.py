@@ -227,9 +227,10 @@ def main(argv=None):
     a = p.parse_args(argv)
     if a.end < a.start:
         p.error("--to is before --from")
-    res = build(a.reports, a.start, a.end, load_targets(paths.sources(a.inventory, paths.default_lab_inventory())))
+    inventory = paths.sources(a.inventory, paths.default_lab_inventory())
+    res = build(a.reports, a.start, a.end, load_targets(inventory))
     out = a.out or str(Path(a.reports) / ("evidence-%s" % res["id"]))
-    res["audit"] = audit.section(a.start, a.end, work_dir=out)
+    res["audit"] = audit.section(a.start, a.end, work_dir=out, inventory=inventory)
     written = write(res, out)
     written.update({"audit-" + k: v for k, v in audit.write(res["audit"], out, res["id"]).items()})
     for i in res["indicators"]:

@@ -6,7 +6,7 @@ packages="podman runc netavark aardvark-dns iptables debootstrap uidmap iproute2
           openssh-client xorriso par2 qpdf chromium fonts-noto-cjk rsync postgresql-client
           apt-utils dnsmasq-base debconf gnupg
           util-linux mount e2fsprogs parted xfsprogs btrfs-progs zstd openssl
-          gpg gpgv gpgconf gpg-agent fontconfig systemd python3-minimal python3-venv"
+          gpg gpgv gpgconf gpg-agent fontconfig systemd python3-minimal python3-venv acl"
 missing=""
 for pkg in $packages; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing="$missing $pkg"

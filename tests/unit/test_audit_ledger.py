@@ -389,7 +389,8 @@ def test_config_from_env_then_ansible_cfg(tmp_path):
                    "remote = audit-append@198.18.0.21\nremote_key = .lab/ssh/id_ed25519\n")
     c = audit.config(cfg, environ={})
     assert c == {"ledger": tmp_path / ".audit/x.jsonl", "remote": "audit-append@198.18.0.21",
-                 "remote_key": str(tmp_path / ".lab/ssh/id_ed25519")}
+                 "remote_key": str(tmp_path / ".lab/ssh/id_ed25519"), "remote_host": None,
+                 "remote_user": "audit-append"}
     c = audit.config(cfg, environ={"ARCHIVE_DR_AUDIT_REMOTE": "a@b:2222", "ARCHIVE_DR_AUDIT_LEDGER": "/x/l.jsonl"})
     assert c["remote"] == "a@b:2222" and c["ledger"] == Path("/x/l.jsonl")
     t = audit.remote_target("a@b:2222", "/k")
