@@ -524,7 +524,8 @@ def render(b: Bench, started: dt.datetime) -> tuple[str, str]:
     scale = REAL_BYTES / b.bytes if getattr(b, "bytes", None) else 1
     lines += ["", "## Peak memory", "",
               "| process | peak RSS here | predicted at 219 GB | why |", "|---|---|---|---|"]
-    why = {"restic": ("linear in bytes (its index holds every blob: ~1 MB chunks)", scale),
+    why = {"restic": ("upper bound, linear in bytes (only its index grows with the data: one entry per "
+                      "~1 MB blob; the rest is fixed)", scale),
            "rsync": ("by file count (~100 B per file in its list): the count is already real", 1),
            "python3": ("by file count (manifest rows in memory)", 1),
            "pgbackrest": ("by database size, not by the file store", 1)}

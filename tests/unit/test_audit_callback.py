@@ -72,8 +72,11 @@ TEMPLATE = "db_password = {{ vault_db_password }}\ntoken = {{ vault_api_token }}
 
 
 def _vault(*args, cwd):
+    # Only the test's own password: the project's ansible.cfg (ANSIBLE_CONFIG, as `make` exports it) would
+    # add its vault_password_file as a second "default" vault id.
+    env = {k: v for k, v in os.environ.items() if k != "ANSIBLE_CONFIG"}
     p = subprocess.run([str(VENV_BIN / "ansible-vault"), *args, "--vault-password-file", "vpass"], cwd=cwd,
-                       capture_output=True, text=True, timeout=60)
+                       capture_output=True, text=True, timeout=60, env=env)
     assert p.returncode == 0, p.stderr
     return p.stdout
 
