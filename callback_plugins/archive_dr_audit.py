@@ -579,11 +579,18 @@ class CallbackModule(CallbackBase):
         spool = self._spool_dir()
         shipped = []
         try:
-            if not any(s.get("changed") for s in (self.stats or {}).values()):
+            stats = self.stats or {}
+            if not any(s.get("changed") for s in stats.values()):
                 # A run that changed nothing need not reach miyun now (validation, --check, an inspection:
-                # it may not have contacted any host, and the lab may be down): it waits in the spool and
-                # goes with the next run that changes something, which has reached the hosts.
+                # it may not have contacted any host): it waits in the spool for the next run that does.
                 raise _Deferred("changed nothing: sent with the next run that changes a host")
+            name = self.get_option("remote_host")
+            seen = stats.get(name) or {} if name else {}
+            if name and (not (seen.get("ok") or seen.get("changed")) or seen.get("unreachable")):
+                # Only a run that itself reached miyun opens a connection there: a run on other hosts (or on
+                # the controller, e.g. bringing a lab up or down) must not send packets to an address that
+                # may not exist at that moment.
+                raise _Deferred("did not reach %s: sent with the next run that does" % name)
             for name in sorted(os.listdir(spool)) if os.path.isdir(spool) else []:
                 p = os.path.join(spool, name)
                 with open(p, "rb") as f:

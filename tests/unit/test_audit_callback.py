@@ -67,6 +67,12 @@ PLAY = """
       ansible.builtin.set_fact:
         short_copy: "{{ vault_short }}"
       changed_when: true
+- hosts: miyun-store
+  gather_facts: false
+  tasks:
+    - name: The ledger's host is part of this run
+      ansible.builtin.debug:
+        msg: miyun
 """
 TEMPLATE = "db_password = {{ vault_db_password }}\ntoken = {{ vault_api_token }}\nhost = {{ inventory_hostname }}\ngen = {{ gen }}\n"
 
@@ -219,6 +225,15 @@ def test_interrupted_run_is_recorded_at_exit(project):
             proc.kill()
     [r] = records(project / "ledger.jsonl")
     assert r["result"] == "interrupted" and [c["task"] for c in r["changed"]] == ["Change"] and r["stats"] == {}
+
+
+def test_a_run_that_does_not_reach_miyun_opens_no_connection_there(project):
+    p = play(project, "-e", "gen=1", "--limit", "box", remote=True)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr
+    assert not (project / "ssh-argv").exists()
+    [rec] = records(project / "ledger.jsonl")
+    assert rec["remote"]["spooled"] and rec["remote"]["deferred"].startswith("did not reach miyun-store")
+    assert len(list((project / "spool").iterdir())) == 1
 
 
 def test_shipped_to_miyun_with_the_receipt_kept_locally(project):
