@@ -478,8 +478,9 @@ class FirewallSim:
                     return True, view.format(*m.groups())
         return False, None
 
-    def _kind(self, node: Line) -> str:
-        if node.text == "":
+    def view_kind(self, node: Line | None) -> str:
+        """The grammar view a configuration line opens (the longest header prefix it starts with)."""
+        if node is None or node.text == "":
             return "root"
         best = ""
         for k in self.p["kinds"]:
@@ -490,13 +491,13 @@ class FirewallSim:
     def _ordered(self, node: Line) -> list[Line]:
         """Like the devices, display a view's lines in the command reference's order (not the
         order they were typed in); sub-views (rules) keep their configured order."""
-        pats = self.p["grammar"].get(self._kind(node), [])
+        pats = self.p["grammar"].get(self.view_kind(node), [])
         kinds = list(dict.fromkeys(self.p["kinds"].values()))
 
         def key(ik):
             i, k = ik
             if k.section:   # top level: grouped by feature, like the devices; within a view: as configured
-                return (1, kinds.index(self._kind(k)) if node.text == "" and self._kind(k) in kinds else 0, i)
+                return (1, kinds.index(self.view_kind(k)) if node.text == "" and self.view_kind(k) in kinds else 0, i)
             toks = k.text.split(" ")
             for j, pat in enumerate(pats):
                 if _tokmatch(pat, toks)[0]:
@@ -844,18 +845,9 @@ class _Session:
         self.sim.stats["saves"] += 1
 
     # grammar and references ------------------------------------------------
-    def kind(self, node: Line | None) -> str:
-        if node is None or node.text == "":
-            return "root"
-        best = ""
-        for k in self.p["kinds"]:
-            if (node.text == k or node.text.startswith(k + " ")) and len(k) > len(best):
-                best = k
-        return self.p["kinds"].get(best, "")
-
     def patterns(self, cur: Line) -> list[str]:
         """Token patterns valid in this view: its leaves and the headers of its sub-views."""
-        pats = list(self.p["grammar"].get(self.kind(cur if self.stack else None), []))
+        pats = list(self.p["grammar"].get(self.sim.view_kind(cur if self.stack else None), []))
         for ptn, rx, _view in self.p["headers"]:
             if (ptn is None and not self.stack) or (ptn and self.stack and re.fullmatch(ptn, cur.text)):
                 pats.append(rx)
