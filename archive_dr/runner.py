@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
+import re
 import shlex
 import sys
 import time
@@ -51,6 +52,26 @@ class PlaybookFailed(RunnerError):
         self.result = result
         self.outcome = f"{result.playbook} failed ({result.status}, rc={result.rc}): {result.outcome() or 'see the log'}"
         super().__init__(f"{self.outcome}\n{result.stdout[-3000:]}")
+
+
+# Ansible still displays the error of a no_log task (an assert's fail_msg) while the event's result is censored
+_DISPLAYED_ERROR = re.compile(r"\[ERROR\]: Task failed: (?:Action failed: )?(.*?)(?:\n\S*Origin: |\n\n|$)", re.S)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _failure_messages(res: dict, displayed: str = "") -> list[str]:
+    """A failed task's messages; a loop's failure says only "One or more items failed", so its failed items';
+    a censored (no_log) failure, the error Ansible displayed."""
+    if res.get("censored"):
+        match = _DISPLAYED_ERROR.search(_ANSI.sub("", displayed))
+        return [" ".join(match.group(1).split())] if match else []
+    failed_items = [item for item in res.get("results") or [] if isinstance(item, dict) and item.get("failed")]
+    messages = []
+    for result in failed_items or [res]:
+        msg = result.get("msg")
+        if msg:
+            messages.append(" ".join(map(str, msg)) if isinstance(msg, list) else str(msg))
+    return messages
 
 
 @dataclasses.dataclass
@@ -98,7 +119,7 @@ class PlaybookResult:
 
     def failures(self) -> list[dict]:
         """event_data of the task failures that stopped a host (ignored errors left out) and unreachable hosts."""
-        return [dict(e["event_data"], event=e["event"]) for e in self.events
+        return [dict(e["event_data"], event=e["event"], displayed=e.get("stdout") or "") for e in self.events
                 if (e.get("event") == "runner_on_failed" and not e["event_data"].get("ignore_errors"))
                 or e.get("event") == "runner_on_unreachable"]
 
@@ -109,11 +130,8 @@ class PlaybookResult:
 
     def failure_messages(self) -> list[str]:
         """The message of each failure (an assert's list of messages joined), for a reader or a test."""
-        messages = []
-        for data in self.failures():
-            msg = (data.get("res") or {}).get("msg")
-            messages.append(" ".join(map(str, msg)) if isinstance(msg, list) else str(msg or ""))
-        return messages
+        return [message for data in self.failures()
+                for message in _failure_messages(data.get("res") or {}, data["displayed"])]
 
     def plays(self) -> list[tuple[str, dt.datetime]]:
         """(play name, start time) of every play, in order."""
@@ -131,7 +149,7 @@ class PlaybookResult:
             data = failures[0]
             res = data.get("res") or {}
             stderr = str(res.get("stderr") or "").strip().splitlines()
-            why = res.get("msg") or (stderr[-1] if stderr else "") or f"rc={res.get('rc')}"
+            why = " ".join(_failure_messages(res, data["displayed"])) or (stderr[-1] if stderr else "") or f"rc={res.get('rc')}"
             kind = "unreachable" if data["event"] == "runner_on_unreachable" else "failed"
             return _one_line(f"task “{data.get('task', '?')}” {kind} on {data.get('host', '?')}: {why}")
         if self.status == "timeout":

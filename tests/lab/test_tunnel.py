@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from archive_dr.paths import ROOT
 from tests.lab import tunnel_probe as tp
 from tests.lab.labkit import play_recap
 
@@ -119,7 +120,7 @@ def test_restart_gateway_tunnel_comes_back(gw):
 
 
 def test_bench_ratio():
-    r = subprocess.run([sys.executable, str(tp.ROOT / "bench/tunnel.py"), "--seconds", "8"], capture_output=True,
+    r = subprocess.run([sys.executable, str(ROOT / "bench/tunnel.py"), "--seconds", "8"], capture_output=True,
                        text=True, timeout=180, env=tp.ENV)
     assert r.returncode == 0, r.stderr
     last = r.stdout.strip().splitlines()[-1]

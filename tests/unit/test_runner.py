@@ -18,6 +18,19 @@ PLAY = """
       ansible.builtin.fail:
         msg: "refused: {{ why }}"
       when: why | default('') != ''
+    - name: Check each path
+      ansible.builtin.assert:
+        that: item != 'bad'
+        fail_msg: "{{ item }} is inside the data pool"
+        quiet: true
+      loop: "{{ paths | default([]) }}"
+    - name: Check the secret
+      ansible.builtin.assert:
+        that: secret | length > 0
+        fail_msg: "Missing vault passphrase: run the secrets verb"
+        quiet: true
+      when: secret is defined
+      no_log: true
 """
 
 
@@ -31,9 +44,9 @@ def playbook(tmp_path):
 def test_answers_come_from_events(playbook, tmp_path):
     result = runner.run_playbook(playbook, ["localhost,"], data_dir=tmp_path / "runner")
     assert result.ok and result.status == "successful" and result.rc == 0
-    assert result.stats == {"localhost": runner.HostStats(ok=1, changed=1, skipped=1)}
+    assert result.stats == {"localhost": runner.HostStats(ok=1, changed=1, skipped=3)}
     assert result.task_result("Measure", "localhost")["stdout"] == '{"db": 1.5, "files": null}'
-    assert result.tasks_started() == ["Measure", "Refuse"]
+    assert result.tasks_started() == ["Measure", "Refuse", "Check each path", "Check the secret"]
     assert [name for name, _ in result.plays()] == ["Local play"]
 
 
@@ -44,6 +57,17 @@ def test_a_failure_is_one_line_and_check_raises(playbook, tmp_path):
     assert result.failure_messages() == ["refused: no depot"]
     with pytest.raises(runner.PlaybookFailed, match="refused: no depot"):
         result.check()
+
+
+def test_a_loop_failure_gives_its_failed_items_reasons(playbook, tmp_path):
+    result = runner.run_playbook(playbook, ["localhost,"], {"paths": ["good", "bad"]}, data_dir=tmp_path / "runner")
+    assert result.failure_messages() == ["bad is inside the data pool"]
+    assert result.outcome() == "task “Check each path” failed on localhost: bad is inside the data pool"
+
+
+def test_a_censored_failure_gives_the_error_ansible_displayed(playbook, tmp_path):
+    result = runner.run_playbook(playbook, ["localhost,"], {"secret": ""}, data_dir=tmp_path / "runner")
+    assert result.failure_messages() == ["Missing vault passphrase: run the secrets verb"]
 
 
 def test_check_mode_changes_nothing_and_artifacts_rotate(playbook, tmp_path, monkeypatch):
