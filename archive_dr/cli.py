@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
 import sys
 from pathlib import Path
@@ -129,6 +130,25 @@ def add_rebuild_parser(verbs) -> None:
     parser.set_defaults(func=cmd_rebuild)
 
 
+# ------------------------------------------------------------- release (issue 14)
+
+def cmd_release(args) -> int:
+    extra = {"replica_release_job": args.job, "replica_release_reason": args.reason,
+             "replica_release_by": args.by or os.environ.get("SUDO_USER") or getpass.getuser()}
+    result = runner.run_playbook("release.yml", _inventory(args.inventory), extra, quiet=False)
+    if not result.ok:
+        print(f"archive-dr release: {result.outcome()}", file=sys.stderr)
+    return 0 if result.ok else 1
+
+
+def add_release_parser(verbs) -> None:
+    parser = verbs.add_parser("release", help="accept a repository pull held in quarantine at miyun (docs/dr-history.md)")
+    parser.add_argument("job", choices=["pgbackrest", "restic"], help="the pull job")
+    parser.add_argument("--reason", required=True, help="why the held copy may become history (logged)")
+    parser.add_argument("--by", help="who releases (default: the controller user)")
+    parser.set_defaults(func=cmd_release)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="archive-dr", description=__doc__)
     parser.add_argument("--inventory", action="append", help=INVENTORY_HELP)
@@ -167,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "group_vars/all/vault.yml (default: the lab inventory)")
     secrets_parser.set_defaults(func=cmd_secrets)
     add_rebuild_parser(verbs)
+    add_release_parser(verbs)
     _add_dr_verbs(verbs)
     return parser
 

@@ -262,6 +262,7 @@ def collect_jobs(config_paths, history_since=None):
                              "max_age": spec.get("max_age"), "last_success": st.get("last_success"),
                              "last_run_end": st.get("last_run_end"), "outcome": st.get("outcome"),
                              "last_rc": st.get("last_rc"), "consecutive_failures": st.get("consecutive_failures", 0),
+                             "quarantine": st.get("quarantine"),
                              "duration": st.get("last_success_duration_seconds"), "size_bytes": st.get("size_bytes"),
                              "timer_unit": unit + ".timer", "timer": _timer_state(unit + ".timer"),
                              "first_due": first_due(timer_times, unit + ".timer"),
@@ -498,6 +499,11 @@ def evaluate(host, c, thresholds=None, now=None):
             elif age > float(j["max_age"]):
                 _f(F, "critical", host, "job-age", name, "job %s: last success %s ago, threshold %s"
                    % (name, _age_text(age), _age_text(j["max_age"])), round(age), j["max_age"])
+        if j.get("quarantine"):
+            q = j["quarantine"]
+            _f(F, "critical", host, "job-quarantine", name, "job %s: pulls held in quarantine since %s (no snapshot, "
+               "retention frozen) until `archive-dr release %s`: %s" % (
+                   name, _when(q.get("since")), name, "; ".join(q.get("findings") or [])), q.get("points"), None)
         if j.get("outcome") == "failure" and (age is None or age <= float(j.get("max_age") or 0) or not j.get("max_age")):
             _f(F, t["job_failure_severity"], host, "job-outcome", name, "job %s: last run failed (rc=%s, %s "
                "consecutive failures)" % (name, j.get("last_rc"), j.get("consecutive_failures")), j.get("last_rc"), 0)

@@ -9,6 +9,9 @@ and run by the replica role's systemd units::
                                   over SSH into its working copy, verify it, and only
                                   when the whole pull succeeded take a read-only btrfs
                                   snapshot; apply the job's own retention
+    replica_tool.py release JOB --by NAME --reason TEXT
+                                  an operator accepts a quarantined pull: its copy
+                                  becomes a snapshot and the new baseline (logged)
     replica_tool.py metrics       standby lag (bytes, seconds), file replica age, last
                                   pull per job, snapshot counts -> JSON + Prometheus
     replica_tool.py deadman       exit 1 when any job or the standby is stale
@@ -18,6 +21,11 @@ Configuration: ``/etc/archive-dr/replica.json`` (written by the role). A pull th
 fails or is cut (WAN down, rsync error, verification error) leaves the working copy
 as it is and takes no snapshot; the next run continues from there (rsync only moves
 what is missing) and snapshots once it completes.
+
+Repository pulls pass a quarantine gate (dr_history.gate, docs/dr-history.md) before they
+become history: restore points that vanished, were rewritten, are dated in the future or
+arrive in a flood keep the copy in quarantine (no snapshot, no pruning, the unit fails, the
+metric and dead-man go red) until an operator releases it.
 """
 from __future__ import annotations
 
@@ -32,6 +40,7 @@ import sys
 import tempfile
 import time
 
+import dr_history  # installed next to this file
 from backup_status import first_due, job_health, timers  # installed next to this file
 
 DEFAULT_CONFIG = "/etc/archive-dr/replica.json"
@@ -192,6 +201,8 @@ def metrics_text(status, now):
       [({"job": j}, "%.3f" % float(s.get("last_snapshot") or 0)) for j, s in sorted(jobs.items())])
     g("last_pull_bytes_received", "Bytes the job's last complete pull received.",
       [({"job": j}, int(s.get("bytes_received") or 0)) for j, s in sorted(jobs.items())])
+    g("quarantined", "1 while the job's pulls are held in quarantine (no snapshot, no pruning) until released.",
+      [({"job": j}, 1 if s.get("quarantine") else 0) for j, s in sorted(jobs.items())])
     g("stale", "1 when the job's newest success is older than its dead-man threshold.",
       [({"job": j}, 1 if s.get("stale") else 0) for j, s in sorted(jobs.items())])
     sb = status.get("standby")
@@ -294,6 +305,7 @@ def rsync_phase(cfg, job, phase, dest):
 
 
 def verify_copy(cfg, job, path):
+    """(ok, message, restore points) of a pulled copy; points is None for a file tree."""
     spec = cfg["jobs"][job]
     kind = spec["kind"]
     if kind == "pgbackrest":
@@ -301,15 +313,16 @@ def verify_copy(cfg, job, path):
         r = run(["pgbackrest", "--config=" + spec["pgbackrest_config"], "--repo1-path=" + path,
                  "--log-level-console=warn", "--output=json", "info"], env=env, timeout=600)
         if r.returncode:
-            return False, "pgbackrest info: rc=%d %s" % (r.returncode, r.stderr.strip()[-500:])
+            return False, "pgbackrest info: rc=%d %s" % (r.returncode, r.stderr.strip()[-500:]), None
         info = json.loads(r.stdout or "[]")
         bad = [s["name"] for s in info if s.get("status", {}).get("code") not in (0, 2)]
         if bad:
-            return False, "pgbackrest info: stanza(s) not readable: %s" % ", ".join(bad)
-        return True, "pgbackrest info ok (%s)" % ", ".join("%s: %d backup(s)" % (s["name"], len(s.get("backup", [])))
-                                                         for s in info)
+            return False, "pgbackrest info: stanza(s) not readable: %s" % ", ".join(bad), None
+        return True, "pgbackrest info ok (%s)" % ", ".join(
+            "%s: %d backup(s)" % (s["name"], len(s.get("backup", []))) for s in info), \
+            dr_history.parse_pgbackrest_info(info)
     if kind == "restic":
-        msgs = []
+        msgs, points = [], []
         for repo in sorted(os.listdir(path)):
             rp = os.path.join(path, repo)
             if not os.path.isfile(os.path.join(rp, "config")):
@@ -317,13 +330,64 @@ def verify_copy(cfg, job, path):
             env = dict(os.environ, RESTIC_PASSWORD_FILE=spec["password_file"], RESTIC_CACHE_DIR="/var/cache/restic")
             r = run(["restic", "-r", rp, "--no-lock", "snapshots", "--json"], env=env, timeout=600)
             if r.returncode:
-                return False, "restic snapshots %s: %s" % (repo, r.stderr.strip()[-500:])
+                return False, "restic snapshots %s: %s" % (repo, r.stderr.strip()[-500:]), None
             c = run(["restic", "-r", rp, "check", "--no-lock"], env=env, timeout=1800)
             if c.returncode:
-                return False, "restic check %s: %s" % (repo, (c.stdout + c.stderr).strip()[-500:])
-            msgs.append("%s: %d snapshot(s), check ok" % (repo, len(json.loads(r.stdout or "[]"))))
-        return True, "; ".join(msgs) or "no restic repositories yet"
-    return True, "files"
+                return False, "restic check %s: %s" % (repo, (c.stdout + c.stderr).strip()[-500:]), None
+            repo_points = dr_history.parse_restic_snapshots(r.stdout or "[]", repo=repo)
+            points += repo_points
+            msgs.append("%s: %d snapshot(s), check ok" % (repo, len(repo_points)))
+        return True, "; ".join(msgs) or "no restic repositories yet", points
+    return True, "files", None
+
+
+def gate_policy(spec):
+    """The job's quarantine gate limits (replica.json ``gate``: durations in seconds)."""
+    given = dict(spec.get("gate") or {})
+    for key in ("clock_skew", "source_min_age"):
+        if key in given:
+            given[key] = dt.timedelta(seconds=float(given[key]))
+    return dr_history.GatePolicy(**given)
+
+
+def accepted_points_path(cfg, job):
+    return os.path.join(cfg["status_dir"], job + ".points.json")
+
+
+def load_accepted_points(cfg, job):
+    """The restore points of the newest accepted pull ([] before the first)."""
+    try:
+        with open(accepted_points_path(cfg, job)) as f:
+            return dr_history.load_points(f.read())
+    except FileNotFoundError:
+        return []
+
+
+def gate_pull(cfg, job, st, points, now):
+    """(quarantine, findings as text) for a verified pull. A pull stays quarantined while an
+    earlier quarantine is not released, whatever it looks like now."""
+    findings = dr_history.gate(load_accepted_points(cfg, job), points,
+                               dt.datetime.fromtimestamp(now, dr_history.UTC), gate_policy(cfg["jobs"][job]),
+                               last_accepted=(dt.datetime.fromtimestamp(float(st["last_accepted"]), dr_history.UTC)
+                                              if st.get("last_accepted") else None))
+    return dr_history.quarantined(findings) or bool(st.get("quarantine")), [str(f) for f in findings]
+
+
+def accept_points(cfg, job, st, points, now):
+    _atomic_write(accepted_points_path(cfg, job), dr_history.dump_points(points), mode=0o600)
+    st["last_accepted"] = now
+
+
+def take_snapshot(spec, now):
+    """Name of the read-only snapshot taken of the working copy; RuntimeError if btrfs refuses."""
+    snaps = list_snapshots(spec["snapshots"])
+    name = stamp(now)
+    if name in snaps:
+        name = stamp(now + 1)
+    r = run(["btrfs", "subvolume", "snapshot", "-r", spec["working"], os.path.join(spec["snapshots"], name)])
+    if r.returncode:
+        raise RuntimeError("snapshot: %s" % r.stderr.strip())
+    return name
 
 
 def prune(snap_dir, policy):
@@ -336,15 +400,24 @@ def prune(snap_dir, policy):
     return keep, delete
 
 
-def cmd_pull(cfg, job):
-    if job not in cfg["jobs"]:
-        raise ValueError("unknown job %r (have %s)" % (job, ", ".join(sorted(cfg["jobs"]))))
-    spec = cfg["jobs"][job]
+def _lock(cfg, job):
+    """The job's lock file, held; None when another run holds it."""
     os.makedirs(cfg["status_dir"], exist_ok=True)
     lock = open(os.path.join(cfg["status_dir"], "." + job + ".lock"), "w")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
+        lock.close()
+        return None
+    return lock
+
+
+def cmd_pull(cfg, job):
+    if job not in cfg["jobs"]:
+        raise ValueError("unknown job %r (have %s)" % (job, ", ".join(sorted(cfg["jobs"]))))
+    spec = cfg["jobs"][job]
+    lock = _lock(cfg, job)
+    if lock is None:
         print("replica %s: another pull is running" % job)
         return 0
     st = load_job_status(cfg, job)
@@ -360,31 +433,41 @@ def cmd_pull(cfg, job):
         if prc:
             rc, err = prc, "rsync %s: rc=%d %s" % (phase["src"], prc, perr)
             break
-    ok = rc == 0
+    ok, points, quarantine, findings = rc == 0, None, False, []
     if ok:
-        vok, msg = verify_copy(cfg, job, spec["working"])
+        vok, msg, points = verify_copy(cfg, job, spec["working"])
         if not vok:
             ok, err = False, msg
     end = time.time()
+    if ok and points is not None:
+        quarantine, findings = gate_pull(cfg, job, st, points, end)
     snaps = list_snapshots(spec["snapshots"])
     pending = bool(st.get("pending_changes")) or changes > 0
     took = None
-    if should_snapshot(ok, changes > 0, pending, st.get("last_snapshot"), end,
-                       float(spec.get("snapshot_min_interval", 0)), bool(snaps)):
-        name = stamp(end)
-        if name in snaps:
-            name = stamp(end + 1)
-        r = run(["btrfs", "subvolume", "snapshot", "-r", spec["working"], os.path.join(spec["snapshots"], name)])
-        if r.returncode:
-            ok, err = False, "snapshot: %s" % r.stderr.strip()
-        else:
-            took, pending = name, False
+    if quarantine:
+        # the copy stays out of history and nothing expires until an operator releases it
+        # findings: what started the quarantine; last_findings: the newest pull's, for the operator
+        st["quarantine"] = dict(st.get("quarantine") or {"since": end, "findings": findings},
+                                last=end, last_findings=findings, points=len(points))
+        critical = [f for f in findings if f.startswith("CRITICAL")]
+        ok, err = False, "QUARANTINE: " + ("; ".join(critical) or "held since %s, not released: %s" % (
+            stamp(float(st["quarantine"]["since"])), "; ".join(st["quarantine"]["findings"])))
+    elif should_snapshot(ok, changes > 0, pending, st.get("last_snapshot"), end,
+                         float(spec.get("snapshot_min_interval", 0)), bool(snaps)):
+        try:
+            took, pending = take_snapshot(spec, end), False
             st["last_snapshot"] = end
-            st["last_snapshot_name"] = name
-    kept, deleted = prune(spec["snapshots"], spec["retention"])
+            st["last_snapshot_name"] = took
+        except RuntimeError as e:
+            ok, err = False, str(e)
+    if ok and points is not None:
+        accept_points(cfg, job, st, points, end)
+        st["gate_findings"] = findings
+    kept, deleted = (list_snapshots(spec["snapshots"]), []) if quarantine else prune(spec["snapshots"],
+                                                                                      spec["retention"])
     st.update({"job": job, "kind": spec["kind"], "last_run_start": start, "last_run_end": end,
                "last_duration_seconds": round(end - start, 3), "last_rc": rc,
-               "outcome": "success" if ok else "failure", "pending_changes": pending,
+               "outcome": "quarantine" if quarantine else "success" if ok else "failure", "pending_changes": pending,
                "snapshots": len(kept), "last_changes": changes, "last_message": msg if ok else err})
     if ok:
         st.update({"last_success": end, "last_success_start": start, "consecutive_failures": 0,
@@ -399,7 +482,41 @@ def cmd_pull(cfg, job):
         job, st["outcome"], end - start, changes, stats["bytes_received"],
         ", snapshot %s" % took if took else "", ", deleted %d old" % len(deleted) if deleted else "",
         "" if ok else " -- " + err))
-    return 0 if ok else 1
+    return 0 if ok else 3 if quarantine else 1
+
+
+def cmd_release(cfg, job, by, reason):
+    """An operator accepts the quarantined copy: it becomes a snapshot and the gate's new
+    baseline; the release is appended to the job's release log."""
+    if job not in cfg["jobs"]:
+        raise ValueError("unknown job %r (have %s)" % (job, ", ".join(sorted(cfg["jobs"]))))
+    if not by.strip() or not reason.strip():
+        raise ValueError("a release names the operator (--by) and the reason (--reason)")
+    spec = cfg["jobs"][job]
+    lock = _lock(cfg, job)
+    if lock is None:
+        raise RuntimeError("a pull of %s is running; release after it ends" % job)
+    st = load_job_status(cfg, job)
+    if not st.get("quarantine"):
+        print("replica %s: not in quarantine, nothing to release" % job)
+        return 0
+    ok, msg, points = verify_copy(cfg, job, spec["working"])
+    if not ok:
+        raise RuntimeError("the quarantined copy does not verify, pull again before releasing: %s" % msg)
+    now = time.time()
+    name = take_snapshot(spec, now)
+    accept_points(cfg, job, st, points or [], now)
+    record = {"time": now, "job": job, "by": by, "reason": reason, "snapshot": name,
+              "quarantine": st.pop("quarantine"), "points": len(points or [])}
+    with open(os.path.join(cfg["status_dir"], job + ".releases.jsonl"), "a") as f:
+        f.write(json.dumps(record, sort_keys=True) + "\n")
+    st.update({"last_snapshot": now, "last_snapshot_name": name, "outcome": "success", "last_success": now,
+               "consecutive_failures": 0, "pending_changes": False, "gate_findings": [],
+               "last_message": "released by %s: %s" % (by, reason)})
+    save_job_status(cfg, job, st)
+    write_metrics(cfg)
+    print("replica %s: released by %s, snapshot %s, %d restore point(s) accepted" % (job, by, name, len(points or [])))
+    return 0
 
 
 def standby_status(cfg, now):
@@ -462,6 +579,10 @@ def cmd_deadman(cfg):
               "never" if age is None else "%d s" % age, st["max_age"], st["snapshots"]))
         if st["stale"]:
             bad.append(job)
+        if st.get("quarantine"):
+            print("QUARANTINE %s since %s: %s" % (job, stamp(float(st["quarantine"]["since"])),
+                                                 "; ".join(st["quarantine"].get("findings") or [])))
+            bad.append(job + " (quarantine)")
     sb = status.get("standby")
     if sb is not None:
         print("%-6s standby      role %s, streaming %s, lag %s s / %s bytes" % (
@@ -481,6 +602,10 @@ def main(argv=None):
     p.add_argument("--config", default=os.environ.get("ARCHIVE_DR_REPLICA_CONFIG", DEFAULT_CONFIG))
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("pull").add_argument("job")
+    rel = sub.add_parser("release")
+    rel.add_argument("job")
+    rel.add_argument("--by", required=True)
+    rel.add_argument("--reason", required=True)
     sub.add_parser("metrics")
     sub.add_parser("deadman")
     sub.add_parser("show")
@@ -489,6 +614,8 @@ def main(argv=None):
         cfg = load_config(a.config)
         if a.cmd == "pull":
             return cmd_pull(cfg, a.job)
+        if a.cmd == "release":
+            return cmd_release(cfg, a.job, a.by, a.reason)
         if a.cmd == "metrics":
             write_metrics(cfg)
             return 0

@@ -49,6 +49,16 @@ def test_failed_last_run_within_threshold_is_a_warning():
     assert [(x["severity"], x["check"]) for x in f] == [("warning", "job-outcome")]
 
 
+def test_a_quarantined_pull_is_critical_and_names_the_release():
+    c = healthy()
+    c["jobs"][0].update(outcome="quarantine", quarantine={
+        "since": NOW - 600, "last": NOW, "points": 1,
+        "findings": ["CRITICAL mass-vanish: 5 of 6 accepted restore points gone in one pull (limit 60%)"]})
+    f = ins.evaluate("h", c)
+    assert [(x["severity"], x["check"]) for x in f] == [("critical", "job-quarantine")]
+    assert "archive-dr release" in f[0]["message"] and "mass-vanish" in f[0]["message"]
+
+
 @pytest.mark.parametrize("days,severity", [(400, None), (45, "warning"), (10, "critical"), (-1, "critical")])
 def test_certificate_expiry(days, severity):
     c = healthy(certificates=[{"path": "/etc/swanctl/x509/geo.pem", "label": "tunnel-local",

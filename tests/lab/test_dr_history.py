@@ -1,0 +1,102 @@
+"""Deletion by proxy (issue 14, docs/dr-history.md): root on geo-backup holds the restic password and
+runs `restic forget --keep-last 1 --prune`. Miyun's next pull copies a valid, emptied repository;
+the quarantine gate keeps it out of history (no snapshot, no pruning), the unit, the dead-man and
+the metric go red within that one pull, every pre-attack restore point stays readable in miyun's
+newest snapshot, and `archive-dr release` (logged on the host and in the audit ledger) lets the
+next pulls through again."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+from archive_dr.paths import ROOT
+from tests.lab.labkit import ENV, sh, try_sh
+
+MIYUN, APPLIANCE = "miyun-store", "geo-backup"
+TOOL = "/usr/local/lib/archive-dr/replica_tool.py"
+STATUS = "/var/lib/archive-dr/replica-status"
+SNAPS = "/srv/dr/repos/restic/snapshots"
+REPO = "archive-files"
+WRITER = "archive-dr-backup-archive-files-snapshot.service"
+GEO_RESTIC = ("set -a; . /etc/archive-dr/files/%s.env; set +a; export RESTIC_PASSWORD_FILE=/etc/archive-dr/restic.pass "
+              "RESTIC_CACHE_DIR=/var/cache/restic; " % REPO)
+STOP_PULLS = ("systemctl stop archive-dr-replica-pull-restic.timer; while systemctl show -p ActiveState --value "
+              "archive-dr-replica-pull@restic.service | grep -qE '^(activating|deactivating|reloading)$'; do sleep 0.2; done")
+
+
+def status():
+    return json.loads(sh(MIYUN, "cat %s/restic.json" % STATUS).stdout or "{}")
+
+
+def snapshots():
+    return sorted(sh(MIYUN, "ls -1 %s" % SNAPS).stdout.split())
+
+
+def geo_snapshot_ids():
+    return sorted(s["id"] for s in json.loads(sh(APPLIANCE, GEO_RESTIC + "restic snapshots --json --no-lock").stdout))
+
+
+def miyun_snapshot_ids(snapshot):
+    out = sh(MIYUN, "RESTIC_PASSWORD_FILE=/etc/archive-dr/restic.pass RESTIC_CACHE_DIR=/var/cache/restic "
+                    "restic -r %s/%s/%s --no-lock snapshots --json" % (SNAPS, snapshot, REPO)).stdout
+    return sorted(s["id"] for s in json.loads(out))
+
+
+def pull():
+    return try_sh(MIYUN, "systemctl start archive-dr-replica-pull@restic.service", timeout=900)
+
+
+def test_forget_at_geo_is_held_in_quarantine_and_history_survives():
+    sh(MIYUN, STOP_PULLS)
+    try:
+        # at least three restore points, all accepted by a clean pull
+        for _ in range(6):
+            if len(geo_snapshot_ids()) >= 3:
+                break
+            sh(APPLIANCE, "for i in 1 2 3 4 5 6; do systemctl start %s && exit 0; sleep 5; done; exit 1" % WRITER)
+        before_ids = geo_snapshot_ids()
+        assert pull().returncode == 0 and status()["outcome"] == "success", status()
+        before_snaps = snapshots()
+        assert miyun_snapshot_ids(before_snaps[-1]) == before_ids
+
+        # the attack: root on the appliance empties the repository's history; it stays a valid repository
+        sh(APPLIANCE, GEO_RESTIC + "restic forget --keep-last 1 --prune && restic check")
+        assert len(geo_snapshot_ids()) == 1
+
+        attacked = time.time()
+        r = pull()
+        alerted = time.time() - attacked
+        st = status()
+        assert r.returncode != 0 and st["outcome"] == "quarantine", st
+        findings = " ".join(st["quarantine"]["findings"])
+        assert "CRITICAL mass-vanish" in findings, findings
+        assert snapshots() == before_snaps, "the quarantined pull became history"
+        assert miyun_snapshot_ids(before_snaps[-1]) == before_ids, "a pre-attack restore point is gone at miyun"
+        assert 'archive_dr_replica_quarantined{job="restic"} 1' in sh(
+            MIYUN, "cat /var/lib/prometheus/node-exporter/archive_dr_replica.prom").stdout
+        deadman = try_sh(MIYUN, "%s deadman" % TOOL)
+        assert deadman.returncode == 1 and "QUARANTINE restic" in deadman.stdout, deadman.stdout
+        # held until released, even by a pull that sees nothing new
+        assert pull().returncode != 0 and status()["outcome"] == "quarantine"
+        assert snapshots() == before_snaps
+        print("\nquarantine: %d restore points before, 1 after the attack; alert after one pull, %.1f s; "
+              "miyun kept all %d" % (len(before_ids), alerted, len(before_ids)))
+
+        released = subprocess.run([sys.executable, "-m", "archive_dr", "release", "restic", "--by", "lab-test",
+                                   "--reason", "forget at geo was the lab attack test; pre-attack history verified"],
+                                  cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=900)
+        assert released.returncode == 0, released.stdout[-3000:] + released.stderr[-2000:]
+        st = status()
+        assert "quarantine" not in st and st["outcome"] == "success", st
+        after_snaps = snapshots()
+        assert after_snaps[-1] not in before_snaps and set(before_snaps) <= set(after_snaps)
+        log = [json.loads(line) for line in sh(MIYUN, "cat %s/restic.releases.jsonl" % STATUS).stdout.splitlines()]
+        assert log[-1]["by"] == "lab-test" and log[-1]["snapshot"] == after_snaps[-1]
+        ledger = sh(MIYUN, "tail -n 5 /srv/dr/audit/ledger.jsonl").stdout.splitlines()
+        assert any(any(p.endswith("release.yml") for p in json.loads(line)["record"].get("playbooks", []))
+                   for line in ledger), "the release is not in miyun's audit ledger"
+        assert pull().returncode == 0 and status()["outcome"] == "success"
+    finally:
+        sh(MIYUN, "systemctl start archive-dr-replica-pull-restic.timer")
