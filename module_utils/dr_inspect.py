@@ -262,7 +262,9 @@ def collect_jobs(config_paths, history_since=None):
                              "max_age": spec.get("max_age"), "last_success": st.get("last_success"),
                              "last_run_end": st.get("last_run_end"), "outcome": st.get("outcome"),
                              "last_rc": st.get("last_rc"), "consecutive_failures": st.get("consecutive_failures", 0),
-                             "quarantine": st.get("quarantine"),
+                             "quarantine": st.get("quarantine"), "verify": st.get("verify"),
+                             "damaged_snapshots": st.get("damaged_snapshots"),
+                             "verify_period_days": spec.get("verify_period_days"),
                              "duration": st.get("last_success_duration_seconds"), "size_bytes": st.get("size_bytes"),
                              "timer_unit": unit + ".timer", "timer": _timer_state(unit + ".timer"),
                              "first_due": first_due(timer_times, unit + ".timer"),
@@ -504,6 +506,25 @@ def evaluate(host, c, thresholds=None, now=None):
             _f(F, "critical", host, "job-quarantine", name, "job %s: pulls held in quarantine since %s (no snapshot, "
                "retention frozen) until `archive-dr release %s`: %s" % (
                    name, _when(q.get("since")), name, "; ".join(q.get("findings") or [])), q.get("points"), None)
+        if j.get("verify_period_days"):
+            v = j.get("verify") or {}
+            if j.get("damaged_snapshots"):
+                _f(F, "critical", host, "job-verify", name, "job %s: snapshot(s) found damaged by verification (history is "
+                   "never rewritten; restore from another point): %s" % (name, "; ".join(
+                       "%s: %s" % (n, d.get("message", "")) for n, d in sorted(j["damaged_snapshots"].items()))),
+                   len(j["damaged_snapshots"]), 0)
+            if v.get("outcome") == "damaged" and not j.get("damaged_snapshots"):
+                _f(F, "critical", host, "job-verify", name, "job %s: verification found damage the re-pull did not "
+                   "repair: %s" % (name, v.get("working_after") or v.get("working")), None, None)
+            elif v.get("outcome") == "repaired":
+                _f(F, "warning", host, "job-verify", name, "job %s: verification on %s found damage in the working copy, "
+                   "re-pulled from geo: %s" % (name, _when(v["time"]), v.get("repair")), None, None)
+            if not v:
+                _f(F, "info", host, "job-verify", name, "job %s: not verified yet (a share of the copy is read daily, "
+                   "all of it within %s days)" % (name, j["verify_period_days"]), None, None)
+            elif now - float(v["time"]) > 2 * 86400:
+                _f(F, "warning", host, "job-verify", name, "job %s: last verification %s ago, expected daily"
+                   % (name, _age_text(now - float(v["time"]))), round(now - float(v["time"])), 86400)
         if j.get("outcome") == "failure" and (age is None or age <= float(j.get("max_age") or 0) or not j.get("max_age")):
             _f(F, t["job_failure_severity"], host, "job-outcome", name, "job %s: last run failed (rc=%s, %s "
                "consecutive failures)" % (name, j.get("last_rc"), j.get("consecutive_failures")), j.get("last_rc"), 0)

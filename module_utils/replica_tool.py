@@ -12,6 +12,13 @@ and run by the replica role's systemd units::
     replica_tool.py release JOB --by NAME --reason TEXT
                                   an operator accepts a quarantined pull: its copy
                                   becomes a snapshot and the new baseline (logged)
+    replica_tool.py verify JOB [--full | --subset N/T]
+                                  read the bytes: today's rotating share of the working
+                                  copy and of the newest snapshot (restic check
+                                  --read-data-subset, pgbackrest verify, SHA-256 of the
+                                  file replica against the standby's fixity records);
+                                  damage in the working copy is re-pulled from geo,
+                                  damage in a snapshot is reported with its name
     replica_tool.py metrics       standby lag (bytes, seconds), file replica age, last
                                   pull per job, snapshot counts -> JSON + Prometheus
     replica_tool.py deadman       exit 1 when any job or the standby is stale
@@ -32,6 +39,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -203,6 +211,13 @@ def metrics_text(status, now):
       [({"job": j}, int(s.get("bytes_received") or 0)) for j, s in sorted(jobs.items())])
     g("quarantined", "1 while the job's pulls are held in quarantine (no snapshot, no pruning) until released.",
       [({"job": j}, 1 if s.get("quarantine") else 0) for j, s in sorted(jobs.items())])
+    g("verify_ok", "1 when the job's last verification read its share without damage left (repaired counts as ok).",
+      [({"job": j}, 1 if (s.get("verify") or {}).get("outcome") in ("ok", "repaired") else 0)
+       for j, s in sorted(jobs.items()) if s.get("verify")])
+    g("verify_timestamp_seconds", "Unix time of the job's last verification.",
+      [({"job": j}, "%.3f" % float(s["verify"]["time"])) for j, s in sorted(jobs.items()) if s.get("verify")])
+    g("damaged_snapshots", "Snapshots of the job found damaged by verification (history is never rewritten).",
+      [({"job": j}, len(s.get("damaged_snapshots") or {})) for j, s in sorted(jobs.items())])
     g("stale", "1 when the job's newest success is older than its dead-man threshold.",
       [({"job": j}, 1 if s.get("stale") else 0) for j, s in sorted(jobs.items())])
     sb = status.get("standby")
@@ -304,6 +319,13 @@ def rsync_phase(cfg, job, phase, dest):
     return r.returncode, count_changes(r.stdout), parse_stats(r.stdout), r.stderr.strip()[-2000:]
 
 
+def restic_repositories(spec, path):
+    """(name, path, environment) of each restic repository in a pulled copy."""
+    env = dict(os.environ, RESTIC_PASSWORD_FILE=spec["password_file"], RESTIC_CACHE_DIR="/var/cache/restic")
+    return [(repo, os.path.join(path, repo), env) for repo in sorted(os.listdir(path))
+            if os.path.isfile(os.path.join(path, repo, "config"))]
+
+
 def verify_copy(cfg, job, path):
     """(ok, message, restore points) of a pulled copy; points is None for a file tree."""
     spec = cfg["jobs"][job]
@@ -323,11 +345,7 @@ def verify_copy(cfg, job, path):
             dr_history.parse_pgbackrest_info(info)
     if kind == "restic":
         msgs, points = [], []
-        for repo in sorted(os.listdir(path)):
-            rp = os.path.join(path, repo)
-            if not os.path.isfile(os.path.join(rp, "config")):
-                continue
-            env = dict(os.environ, RESTIC_PASSWORD_FILE=spec["password_file"], RESTIC_CACHE_DIR="/var/cache/restic")
+        for repo, rp, env in restic_repositories(spec, path):
             r = run(["restic", "-r", rp, "--no-lock", "snapshots", "--json"], env=env, timeout=600)
             if r.returncode:
                 return False, "restic snapshots %s: %s" % (repo, r.stderr.strip()[-500:]), None
@@ -400,16 +418,179 @@ def prune(snap_dir, policy):
     return keep, delete
 
 
-def _lock(cfg, job):
-    """The job's lock file, held; None when another run holds it."""
+def _lock(cfg, job, wait=False):
+    """The job's lock file, held; None when another run holds it (``wait``: until it ends)."""
     os.makedirs(cfg["status_dir"], exist_ok=True)
     lock = open(os.path.join(cfg["status_dir"], "." + job + ".lock"), "w")
     try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
     except OSError:
         lock.close()
         return None
     return lock
+
+
+# ---------------------------------------------------------------- verification (reads the bytes)
+HEX64 = re.compile(r"\b[0-9a-f]{64}\b")
+
+
+def subset_for(day, period_days, full=False, subset=None):
+    """The share verified today, ``n/t``: every object is read once in any ``period_days`` days."""
+    if full:
+        return "1/1"
+    if subset:
+        n, t = (int(x) for x in subset.split("/"))
+        if not 1 <= n <= t <= dr_history.RESTIC_SUBSETS_MAX:
+            raise ValueError("subset must be n/t with 1 <= n <= t <= %d" % dr_history.RESTIC_SUBSETS_MAX)
+        return "%d/%d" % (n, t)
+    return dr_history.read_data_subset(day, period_days)
+
+
+def in_subset(key, subset):
+    """A file is in subset n/t when the first byte of its path's SHA-256 modulo t is n - 1 (restic's
+    rule for pack ids), so the t subsets partition the tree."""
+    n, t = (int(x) for x in subset.split("/"))
+    return hashlib.sha256(key.encode("utf-8")).digest()[0] % t == n - 1
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(4 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fixity_records(cfg, spec):
+    """{file_path: sha256} of the archive's items, from the standby at this site."""
+    sb = cfg.get("standby") or {}
+    r = run(["runuser", "-u", "postgres", "--", "psql", "-XAt", "-F", "|", "-p", str(sb.get("port", 5432)),
+             "-d", spec.get("fixity_db", "archive"), "-c", "SELECT file_path, sha256 FROM archive_item"], timeout=600)
+    if r.returncode:
+        raise RuntimeError("fixity records: %s" % r.stderr.strip()[-300:])
+    return dict(line.split("|", 1) for line in r.stdout.splitlines() if "|" in line)
+
+
+def check_copy(cfg, job, path, subset, records=None):
+    """(ok, message, damaged paths relative to path) of one copy, reading ``subset`` of its bytes."""
+    spec = cfg["jobs"][job]
+    kind = spec["kind"]
+    if kind == "restic":
+        bad, msgs = [], []
+        for repo, rp, env in restic_repositories(spec, path):
+            r = run(["restic", "-r", rp, "--no-lock", "check", "--read-data-subset=" + subset], env=env, timeout=86400)
+            out = (r.stdout + r.stderr).strip()
+            if r.returncode:
+                packs = sorted(set(HEX64.findall(out)))
+                bad += [os.path.join(repo, "data", p[:2], p) for p in packs
+                        if os.path.exists(os.path.join(rp, "data", p[:2], p))]
+                msgs.append("%s: restic check failed: %s" % (repo, out[-400:]))
+            else:
+                msgs.append("%s: read %s ok" % (repo, subset))
+        return not msgs or all(m.endswith(" ok") for m in msgs), "; ".join(msgs) or "no restic repositories", bad
+    if kind == "pgbackrest":
+        env = dict(os.environ, PGBACKREST_REPO1_CIPHER_PASS=open(spec["cipher_pass_file"]).read().strip())
+        base = ["pgbackrest", "--config=" + spec["pgbackrest_config"], "--repo1-path=" + path, "--log-level-console=info"]
+        info = run(base[:-1] + ["--log-level-console=warn", "--output=json", "info"], env=env, timeout=600)
+        if info.returncode:
+            return False, "pgbackrest info: %s" % info.stderr.strip()[-400:], []
+        bad, msgs = [], []
+        for stanza in [x["name"] for x in json.loads(info.stdout or "[]")]:
+            r = run(base + ["--stanza=" + stanza, "--output=text", "verify"], env=env, timeout=86400)
+            out = (r.stdout + r.stderr).strip()
+            # verify names each damaged file (e.g. "invalid checksum ... 20261203-..F/pg_data/base/1/1249")
+            named = re.findall(r"(\d{8}-\d{6}F(?:_\d{8}-\d{6}[DI])?/\S+)", out)
+            if r.returncode or named or "invalid" in out:
+                bad += [os.path.join("backup", stanza, n.rstrip(":,")) for n in named]
+                bad += [os.path.join("archive", stanza, w) for w in re.findall(r"(\d+-\d+/[0-9A-F]{16}/[0-9A-F]{24}\S*)",
+                                                                             out)]
+                msgs.append("%s: pgbackrest verify failed: %s" % (stanza, out[-400:]))
+            else:
+                msgs.append("%s: verify ok" % stanza)
+        return all(m.endswith(" ok") for m in msgs), "; ".join(msgs) or "no stanzas", sorted(set(bad))
+    records = fixity_records(cfg, spec) if records is None else records
+    bad, read, missing = [], 0, 0
+    for rel, want in sorted(records.items()):
+        rel = rel.lstrip("/")
+        if not in_subset(rel, subset):
+            continue
+        full = os.path.join(path, rel)
+        if not os.path.isfile(full):
+            missing += 1
+            continue
+        read += os.path.getsize(full)
+        if sha256_file(full) != want:
+            bad.append(rel)
+    msg = "%d file(s) of subset %s against the fixity records, %d MB read, %d not yet replicated" % (
+        sum(1 for r in records if in_subset(r.lstrip("/"), subset)), subset, read >> 20, missing)
+    if bad:
+        msg += "; SHA-256 differs: %s" % ", ".join(bad[:10])
+    return not bad, msg, bad
+
+
+def repair_working_copy(cfg, job, damaged):
+    """Re-pull the damaged objects from geo, comparing content (--checksum); all of the copy when
+    the check could not name them. Returns (rc, message)."""
+    spec = cfg["jobs"][job]
+    listing = None
+    if damaged:
+        fd, listing = tempfile.mkstemp(prefix="repair-", dir=cfg["status_dir"])
+        with os.fdopen(fd, "w") as f:
+            f.write("\n".join(damaged) + "\n")
+    try:
+        for phase in spec["phases"]:
+            extra = ["--checksum"] + (["--files-from=" + listing] if listing else [])
+            rc, changes, _, err = rsync_phase(cfg, job, dict(phase, args=phase.get("args", []) + extra),
+                                              spec["working"])
+            if rc:
+                return rc, "repair pull: rc=%d %s" % (rc, err)
+        return 0, "%s re-pulled from geo" % ("%d object(s)" % len(damaged) if damaged else "the whole copy")
+    finally:
+        if listing:
+            os.unlink(listing)
+
+
+def cmd_verify(cfg, job, full=False, subset=None, today=None):
+    if job not in cfg["jobs"]:
+        raise ValueError("unknown job %r (have %s)" % (job, ", ".join(sorted(cfg["jobs"]))))
+    spec = cfg["jobs"][job]
+    lock = _lock(cfg, job, wait=True)
+    start = time.time()
+    share = subset_for(today or dt.date.fromtimestamp(start), int(spec.get("verify_period_days", 7)), full, subset)
+    records = fixity_records(cfg, spec) if spec["kind"] == "files" else None
+    ok, msg, damaged = check_copy(cfg, job, spec["working"], share, records)
+    result = {"time": start, "subset": share, "working": msg, "outcome": "ok"}
+    if not ok:
+        rc, how = repair_working_copy(cfg, job, damaged)
+        ok2, msg2, _ = check_copy(cfg, job, spec["working"], share, records)
+        result.update(outcome="repaired" if rc == 0 and ok2 else "damaged", repair=how,
+                      working_damaged=damaged, working_after=msg2)
+    snaps = list_snapshots(spec["snapshots"])
+    st = load_job_status(cfg, job)
+    if snaps:
+        newest = snaps[-1]
+        sok, smsg, sbad = check_copy(cfg, job, os.path.join(spec["snapshots"], newest), share, records)
+        result.update(snapshot=newest, snapshot_result=smsg)
+        if not sok:
+            # history is read-only: a damaged snapshot is reported, never rewritten
+            result.update(outcome="damaged", snapshot_damaged=sbad)
+            st.setdefault("damaged_snapshots", {})[newest] = {"found": start, "objects": sbad[:50], "message": smsg}
+        elif newest in (st.get("damaged_snapshots") or {}) and share == "1/1":
+            st["damaged_snapshots"].pop(newest)      # read in full and found intact again
+    result["duration_seconds"] = round(time.time() - start, 3)
+    if result["outcome"] == "repaired":
+        st["pending_changes"] = True      # the next pull snapshots the repaired copy
+    st["verify"] = result
+    save_job_status(cfg, job, st)
+    with open(os.path.join(cfg["status_dir"], job + ".verify.jsonl"), "a") as f:
+        f.write(json.dumps(result, sort_keys=True) + "\n")
+    lock.close()
+    write_metrics(cfg)
+    print("replica %s: verify %s: %s in %.1f s -- working copy: %s%s%s" % (
+        job, share, result["outcome"], result["duration_seconds"], msg,
+        "; %s; after: %s" % (result["repair"], result["working_after"]) if "repair" in result else "",
+        "; snapshot %s: %s" % (result["snapshot"], result["snapshot_result"]) if "snapshot" in result else ""))
+    return 0 if result["outcome"] in ("ok", "repaired") else 1
 
 
 def cmd_pull(cfg, job):
@@ -465,6 +646,8 @@ def cmd_pull(cfg, job):
         st["gate_findings"] = findings
     kept, deleted = (list_snapshots(spec["snapshots"]), []) if quarantine else prune(spec["snapshots"],
                                                                                       spec["retention"])
+    if st.get("damaged_snapshots"):
+        st["damaged_snapshots"] = {n: d for n, d in st["damaged_snapshots"].items() if n in kept}
     st.update({"job": job, "kind": spec["kind"], "last_run_start": start, "last_run_end": end,
                "last_duration_seconds": round(end - start, 3), "last_rc": rc,
                "outcome": "quarantine" if quarantine else "success" if ok else "failure", "pending_changes": pending,
@@ -602,6 +785,10 @@ def main(argv=None):
     p.add_argument("--config", default=os.environ.get("ARCHIVE_DR_REPLICA_CONFIG", DEFAULT_CONFIG))
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("pull").add_argument("job")
+    ver = sub.add_parser("verify")
+    ver.add_argument("job")
+    ver.add_argument("--full", action="store_true", help="read everything now, not today's share")
+    ver.add_argument("--subset", help="read this share n/t")
     rel = sub.add_parser("release")
     rel.add_argument("job")
     rel.add_argument("--by", required=True)
@@ -614,6 +801,8 @@ def main(argv=None):
         cfg = load_config(a.config)
         if a.cmd == "pull":
             return cmd_pull(cfg, a.job)
+        if a.cmd == "verify":
+            return cmd_verify(cfg, a.job, a.full, a.subset)
         if a.cmd == "release":
             return cmd_release(cfg, a.job, a.by, a.reason)
         if a.cmd == "metrics":

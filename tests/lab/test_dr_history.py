@@ -11,6 +11,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from archive_dr.paths import ROOT
 from tests.lab.labkit import ENV, sh, try_sh
 
@@ -100,3 +102,61 @@ def test_forget_at_geo_is_held_in_quarantine_and_history_survives():
         assert pull().returncode == 0 and status()["outcome"] == "success"
     finally:
         sh(MIYUN, "systemctl start archive-dr-replica-pull-restic.timer")
+
+
+FLIP = ("python3 -c 'import os,sys; p=sys.argv[1]; st=os.stat(p); f=open(p,\"r+b\"); f.seek(st.st_size//2); "
+        "b=f.read(1); f.seek(st.st_size//2); f.write(bytes([b[0]^1])); f.close(); "
+        "os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))' %s")
+
+
+def verify(job):
+    start = time.time()
+    r = try_sh(MIYUN, "%s verify %s --full" % (TOOL, job), timeout=1800)
+    return r, json.loads(sh(MIYUN, "cat %s/%s.json" % (STATUS, job)).stdout)["verify"], time.time() - start
+
+
+def sha256(path):
+    return sh(MIYUN, "sha256sum %s" % path).stdout.split()[0]
+
+
+# one object of each working copy: a restic pack, a pgBackRest backup file, an archive file
+WORKING_COPY_OBJECT = {
+    "restic": "find /srv/dr/repos/restic/current/%s/data -type f -size +1k | sort | head -1" % REPO,
+    "pgbackrest": "find /srv/dr/repos/pgbackrest/current/backup -path '*pg_data*' -type f -size +8k | sort | tail -1",
+    "files": "find /srv/dr/files/current -name '*.pdf' -type f | sort | head -1",
+}
+
+
+@pytest.mark.parametrize("job", sorted(WORKING_COPY_OBJECT))
+def test_a_flipped_byte_in_a_working_copy_is_detected_and_repaired_from_geo(job):
+    target = sh(MIYUN, WORKING_COPY_OBJECT[job]).stdout.strip()
+    assert target, "no object to damage in the %s working copy" % job
+    good = sha256(target)
+    sh(MIYUN, FLIP % target)
+    assert sha256(target) != good
+    r, v, took = verify(job)
+    assert r.returncode == 0 and v["outcome"] == "repaired", (r.stdout, v)
+    assert sha256(target) == good
+    print("\n%s: one flipped byte in %s detected and repaired in one verification run, %.1f s" % (job, target, took))
+
+
+def test_a_flipped_byte_in_a_snapshot_is_reported_with_its_name():
+    snapshots_dir = "/srv/dr/files/snapshots"
+    newest = sorted(sh(MIYUN, "ls -1 %s" % snapshots_dir).stdout.split())[-1]
+    path = "%s/%s" % (snapshots_dir, newest)
+    item = sh(MIYUN, "find %s -name '*.pdf' -type f | sort | head -1" % path).stdout.strip()
+    writable = "btrfs property set -ts %s ro false && %s && btrfs property set -ts %s ro true" % (path, FLIP % item, path)
+    sh(MIYUN, "systemctl stop archive-dr-replica-pull-files.timer")
+    try:
+        sh(MIYUN, writable)
+        r, v, took = verify("files")
+        assert r.returncode == 1 and v["outcome"] == "damaged" and v["snapshot"] == newest, (r.stdout, v)
+        assert v["snapshot_damaged"] == [item[len(path) + 1:]]
+        assert 'archive_dr_replica_damaged_snapshots{job="files"} 1' in sh(
+            MIYUN, "cat /var/lib/prometheus/node-exporter/archive_dr_replica.prom").stdout
+        print("\nsnapshot %s: damaged file %s reported in %.1f s" % (newest, v["snapshot_damaged"][0], took))
+    finally:
+        sh(MIYUN, writable)          # the same flip again restores the byte
+        r, v, _ = verify("files")
+        sh(MIYUN, "systemctl start archive-dr-replica-pull-files.timer")
+    assert r.returncode == 0 and v["outcome"] == "ok", (r.stdout, v)

@@ -59,6 +59,23 @@ def test_a_quarantined_pull_is_critical_and_names_the_release():
     assert "archive-dr release" in f[0]["message"] and "mass-vanish" in f[0]["message"]
 
 
+def test_verification_damage_and_age():
+    c = healthy()
+    job = c["jobs"][0]
+    job["verify_period_days"] = 7
+    assert checks(ins.evaluate("h", c), "info") == ["job-verify"]          # not verified yet
+    job["verify"] = {"time": NOW - 3600, "outcome": "ok", "subset": "3/7"}
+    assert ins.evaluate("h", c) == []
+    job["verify"] = {"time": NOW - 3600, "outcome": "repaired", "repair": "1 object(s) re-pulled from geo"}
+    assert checks(ins.evaluate("h", c), "warning") == ["job-verify"]
+    job["verify"] = {"time": NOW - 3 * 86400, "outcome": "ok"}
+    assert checks(ins.evaluate("h", c), "warning") == ["job-verify"]
+    job["verify"] = {"time": NOW - 3600, "outcome": "damaged"}
+    job["damaged_snapshots"] = {"20261203T101500Z": {"message": "archive-files: restic check failed"}}
+    f = ins.evaluate("h", c)
+    assert checks(f) == ["job-verify"] and "20261203T101500Z" in f[0]["message"]
+
+
 @pytest.mark.parametrize("days,severity", [(400, None), (45, "warning"), (10, "critical"), (-1, "critical")])
 def test_certificate_expiry(days, severity):
     c = healthy(certificates=[{"path": "/etc/swanctl/x509/geo.pem", "label": "tunnel-local",
