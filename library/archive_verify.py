@@ -30,7 +30,12 @@ options:
       table: {type: str, default: archive_item}
       where: {type: str}
   psql: {description: psql executable, type: str, default: psql}
-  scan_command: {description: "Scan hook; C({root}) = once for the tree, C({path}) = per file.", type: raw}
+  scan_command:
+    description:
+      - "Scan hook; C({root}) = once for the tree, C({path}) = per file."
+      - "Each C(PATH: SIGNATURE FOUND) line of its output (clamscan) names an infected file (relative to O(root))."
+    type: raw
+  scan_timeout: {description: Seconds one scanner process may run (a tree scan of the whole archive takes hours)., type: int, default: 86400}
   scan_ok_codes: {type: list, elements: int, default: [0]}
   scan_infected_codes: {type: list, elements: int, default: [1]}
   require_scan: {type: bool, default: false}
@@ -46,7 +51,7 @@ EXAMPLES = r"""
   archive_verify:
     root: /srv/archive
     db: {dbname: archive, user: postgres}
-    scan_command: clamscan -r --infected --no-summary {root}
+    scan_command: clamscan --no-summary --infected --recursive --database=/var/lib/archive-dr/clamav {root}
   become: true
   become_user: postgres
 """
@@ -73,6 +78,7 @@ def main():
                 table=dict(type="str", default="archive_item"), where=dict(type="str"))),
             psql=dict(type="str", default="psql"),
             scan_command=dict(type="raw"),
+            scan_timeout=dict(type="int", default=86400),
             scan_ok_codes=dict(type="list", elements="int", default=[0]),
             scan_infected_codes=dict(type="list", elements="int", default=[1]),
             require_scan=dict(type="bool", default=False),
@@ -99,7 +105,8 @@ def main():
                      scan_ok_codes=tuple(p["scan_ok_codes"]),
                      scan_infected_codes=tuple(p["scan_infected_codes"]),
                      usability=p["usability"], workers=p["workers"], exclude=p["exclude"],
-                     require_scan=p["require_scan"], max_report=p["max_report"])
+                     require_scan=p["require_scan"], max_report=p["max_report"],
+                     scan_timeout=p["scan_timeout"])
     except (OSError, RuntimeError, ValueError) as e:
         module.fail_json(msg="four-property check could not run: %s" % e, changed=False)
     text = summary_text(res)

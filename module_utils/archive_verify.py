@@ -134,16 +134,45 @@ def check_format(fmt, data, path):
 
 
 # ------------------------------------------------------------ security
+# A scanner's report of one infected file, as clamscan prints it (``--infected``): "PATH: SIGNATURE
+# FOUND". The path may itself contain ": "; the signature never contains a space.
+_FOUND = re.compile(r"^(?P<path>.+): (?P<signature>\S+) FOUND$")
+
+
+def parse_found(output, root):
+    """``PATH: SIGNATURE FOUND`` lines of a scanner's output -> ``[{path, signature}]`` in the
+    order reported, once per (path, signature); a path inside ``root`` is made relative to it
+    (the form the rest of the check uses), any other is kept as printed."""
+    root = root.rstrip("/")
+    found, seen = [], set()
+    for line in output.splitlines():
+        m = _FOUND.match(line.rstrip("\r"))
+        if not m:
+            continue
+        path = m.group("path")
+        if path.startswith(root + "/"):
+            path = path[len(root) + 1:]
+        key = (path, m.group("signature"))
+        if key not in seen:
+            seen.add(key)
+            found.append({"path": path, "signature": m.group("signature")})
+    return found
+
+
 def _scan_argv(cmd):
     if isinstance(cmd, (list, tuple)):
         return [str(c) for c in cmd]
     return shlex.split(cmd)
 
 
-def run_scan(cmd, root, paths, ok_codes=(0,), infected_codes=(1,), workers=4, timeout=3600):
+def run_scan(cmd, root, paths, ok_codes=(0,), infected_codes=(1,), workers=4, timeout=86400):
     """Run the malware-scan hook. ``{root}`` in the command -> run once for the
     tree (appended if neither placeholder is given); ``{path}`` -> once per file.
-    Exit code in ok_codes = clean, in infected_codes = infected, else error."""
+    Exit code in ok_codes = clean, in infected_codes = infected, else error.
+    In tree mode every ``PATH: SIGNATURE FOUND`` line (clamscan) is one infected
+    file, named relative to the root; a scanner that names none is reported as
+    the root. ``timeout`` (seconds) bounds each scanner process: one clamscan over
+    the whole archive (hundreds of GB) takes hours, not one."""
     argv = _scan_argv(cmd)
     res = {"command": argv, "mode": None, "status": "clean", "infected": [], "errors": [], "output": ""}
 
@@ -169,8 +198,12 @@ def run_scan(cmd, root, paths, ok_codes=(0,), infected_codes=(1,), workers=4, ti
         with ThreadPoolExecutor(max_workers=workers) as ex:
             for rel, st, rc, out in ex.map(one, paths):
                 if st == "infected":
-                    res["infected"].append({"path": rel, "exit_code": rc,
-                                            "output": out.decode("utf-8", "replace").strip()})
+                    text = out.decode("utf-8", "replace").strip()
+                    item = {"path": rel, "exit_code": rc, "output": text}
+                    sigs = [f["signature"] for f in parse_found(text, root)]
+                    if sigs:
+                        item["signature"] = ", ".join(sigs)
+                    res["infected"].append(item)
                 elif st == "error":
                     res["errors"].append({"path": rel, "exit_code": rc,
                                           "output": out.decode("utf-8", "replace").strip()})
@@ -188,8 +221,13 @@ def run_scan(cmd, root, paths, ok_codes=(0,), infected_codes=(1,), workers=4, ti
         res["exit_code"] = rc
         res["output"] = out[-2000:]
         st = "error" if rc is None else classify(rc)
-        if st == "infected":
-            # best effort: name files mentioned in the scanner's output
+        # The exit code decides whether anything was found; the FOUND lines say what and where.
+        # They count on an error exit too (a scanner may report both), never on a clean one.
+        found = parse_found(out, root) if st != "clean" else []
+        for f in found:
+            res["infected"].append(dict(f, exit_code=rc))
+        if st == "infected" and not found:
+            # a scanner that names no file: the tree is infected, its output says the rest
             named = [ln.strip() for ln in out.splitlines() if root in ln or "FOUND" in ln]
             res["infected"].append({"path": root, "exit_code": rc, "output": "\n".join(named[-50:])})
         elif st == "error":
@@ -208,7 +246,7 @@ def _fail(lst, limit, item):
 
 def verify(root, rows, scan_command=None, scan_ok_codes=(0,), scan_infected_codes=(1,),
            usability="auto", qpdf=None, qpdf_warnings_fail=True, workers=None,
-           exclude=(), require_scan=False, max_report=500, check_pages=True):
+           exclude=(), require_scan=False, max_report=500, check_pages=True, scan_timeout=86400):
     """Run the four-property check of the tree ``root`` against ``rows``
     (dicts with the archive_item columns). Returns a JSON-serialisable dict;
     ``result["ok"]`` is False on any failure."""
@@ -334,7 +372,8 @@ def verify(root, rows, scan_command=None, scan_ok_codes=(0,), scan_infected_code
     # --- security: scan hook
     scan = None
     if scan_command:
-        scan = run_scan(scan_command, root, files, tuple(scan_ok_codes), tuple(scan_infected_codes), workers)
+        scan = run_scan(scan_command, root, files, tuple(scan_ok_codes), tuple(scan_infected_codes), workers,
+                        timeout=scan_timeout)
         for i in scan["infected"]:
             fail("security", kind="scan_infected", **i)
         for e in scan["errors"]:

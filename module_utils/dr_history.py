@@ -16,9 +16,10 @@ no Ansible, Python 3.11 stdlib, so it runs next to ``replica_tool.py`` on Debian
   (ransomware) by share of changed files, format checks (:func:`format_ok`) and, as a second
   signal only, a jump in Shannon entropy (:func:`shannon_entropy`).
 - **Retention by calendar time** (:func:`retention_plan`): grandfather-father-son buckets
-  counted from ``now`` in calendar days / ISO weeks / months / years, a per-system floor
-  ``min_age_keep`` (``None`` = permanent), ``frozen`` while quarantined. Points younger than the
-  floor can never push out a point that was kept (see the proof in the docstring).
+  counted from ``now`` in calendar days / ISO weeks / months / years, ``yearly`` the per-system
+  statutory period (``None`` = permanent), everything younger than ``min_age_keep`` kept,
+  ``frozen`` while quarantined. Points younger than ``min_age_keep`` can never push out a point
+  that was kept (see the proof in the docstring).
 - **Verification rotation** (:func:`read_data_subset`, :func:`verification_cost`) for
   ``restic check --read-data-subset=n/t``.
 
@@ -550,10 +551,12 @@ class RetentionPolicy:
     hourly/daily/weekly/monthly/yearly: keep the newest point of each of the last N calendar
         hours / days / ISO weeks / months / years, counted from ``now`` (the current one
         included), never by the number of pulls or of buckets that happen to have points.
-        Defaults mirror replica_repo_retention (daily 14, weekly 8, monthly 12) plus 10 years.
-    min_age_keep: nothing younger is ever expired. The statutory periods of the archive are
-        10 or 30 years; None = permanent (never expire). At least one day: then a flood of any
-        size within a day can never push out a point that was kept (docstring of retention_plan).
+        Defaults mirror replica_repo_retention (daily 14, weekly 8, monthly 12, yearly 10).
+        ``yearly`` is the per-system statutory period: 10 or 30 years for accounting records, or
+        None = permanent (the newest point of every calendar year is kept forever).
+    min_age_keep: nothing younger is ever expired (the replica's ``keep_all_days``); None =
+        never expire anything. At least one day: then a flood of any size within a day can
+        never push out a point that was kept (docstring of retention_plan).
     tz: the calendar the buckets follow (Beijing time).
     """
 
@@ -561,15 +564,18 @@ class RetentionPolicy:
     daily: int = 14
     weekly: int = 8
     monthly: int = 12
-    yearly: int = 10
+    yearly: int | None = 10
     min_age_keep: dt.timedelta | None = dt.timedelta(days=1)
     tz: dt.tzinfo = BEIJING
 
     def __post_init__(self):
         for name in PERIODS:
             v = getattr(self, name)
+            if v is None and name == "yearly":
+                continue    # permanent: every calendar year
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                raise ValueError("retention: %s must be an integer >= 0, got %r" % (name, v))
+                raise ValueError("retention: %s must be an integer >= 0%s, got %r"
+                                 % (name, " (or None = permanent)" if name == "yearly" else "", v))
         if self.min_age_keep is not None and self.min_age_keep < dt.timedelta(days=1):
             raise ValueError("retention: min_age_keep must be at least 1 day (or None = permanent): a shorter "
                              "floor lets a flood of new points push kept history out")
@@ -603,7 +609,8 @@ def retention_plan(points, policy=None, now=None, frozen=False):
     - newest: it is the newest point;
     - anchor: it is the newest point older than the floor;
     - a bucket: it is the newest point of one of the last N hours/days/ISO weeks/months/years
-      of the calendar, counted back from ``now`` (a bucket without points is still counted).
+      of the calendar, counted back from ``now`` (a bucket without points is still counted);
+      ``yearly=None``: of every calendar year up to now (permanent).
 
     Flood guarantee: adding any number of points younger than the floor never expires a point
     that was kept. Proof: such points change no bucket they are not in, and the floor and the
@@ -639,13 +646,13 @@ def retention_plan(points, policy=None, now=None, frozen=False):
     local_now = now.astimezone(policy.tz)
     for period in PERIODS:
         n = getattr(policy, period)
-        if not n:
+        if n == 0:
             continue
         current, _ = _bucket(local_now, period)
         best = {}
         for p in pts:   # ascending: the last one seen in a bucket is its newest
             key, label = _bucket(p.time.astimezone(policy.tz), period)
-            if current - n < key <= current:
+            if (n is None or current - n < key) and key <= current:     # None: no lower bound
                 best[key] = (p, label)
         for p, label in best.values():
             reasons[p.id].append("%s %s" % (period, label))

@@ -50,6 +50,7 @@ BASE_VARS = ADDRESS_VARS + ("site_name", "sites")
 DNS_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 # tc(8) rates: a number and a unit (bit, kbit, mibit, bps, mbps, ...).
 RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*((?:[kmgt]i?)?(?:bit|bps))\s*$", re.I)
+# restic forget at geo (backup_appliance_protected_systems, type files): counts of snapshots.
 RETENTION_KEYS_FILES = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
 # Path variables that must be absolute and free of '.'/'..' components (per host, when set).
 PATH_VARS = (
@@ -60,6 +61,9 @@ PATH_VARS = (
 )
 SCHEDULE_VARS = ("backup_appliance_deadman_schedule", "replica_repo_pull_schedule", "replica_deadman_schedule")
 RETENTION_VARS = ("replica_files_retention", "replica_repo_retention")
+# Their schema: retention by calendar time at miyun (replica_tool.retention_policy, docs/dr-history.md).
+REPLICA_RETENTION_PERIODS = ("hourly", "daily", "weekly", "monthly", "yearly")
+REPLICA_RETENTION_KEYS = ("keep_all_days",) + REPLICA_RETENTION_PERIODS
 WAN_RATE_VARS = ("site_gateway_wan_rate", "lab_wan_rate")
 EXTRA_SUBNET_VARS = {"lab_wan_subnet": "the WAN", "lab_mgmt_subnet": "the management network"}
 
@@ -333,6 +337,41 @@ def _retention_errors(where: str, retention, allowed: Iterable[str] | None) -> l
     return out
 
 
+def _replica_retention_errors(var: str, retention) -> list:
+    """replica_files_retention / replica_repo_retention: {keep_all_days >= 1, counts of calendar
+    periods >= 0 with one >= 1, yearly may be 'permanent'}; 'last' (counted in pulls) is refused."""
+    keys = ", ".join(REPLICA_RETENTION_KEYS)
+    if not isinstance(retention, dict) or not retention:
+        return [f"{var} must give {keys} (keep_all_days >= 1, at least one period >= 1; a retention of 0 "
+                f"keeps no history) (got {retention!r})"]
+    out = []
+    for key in sorted(retention, key=str):
+        value = retention[key]
+        if key == "last":
+            out.append(f"{var}.last (a number of snapshots) is no longer supported: counted in pulls, a flood of "
+                       f"fresh pulls pushes old history out; retention is by calendar time ({keys})")
+        elif key not in REPLICA_RETENTION_KEYS:
+            out.append(f"{var}.{key} is not a retention key ({keys})")
+        elif key == "yearly" and value == "permanent":
+            continue
+        elif not _is_int(value):
+            out.append(f"{var}.{key} {value!r} is not a whole number" + (" or 'permanent'" if key == "yearly" else ""))
+        elif int(value) < 0:
+            out.append(f"{var}.{key} is {int(value)}; a count of calendar periods must be >= 0")
+    if out:
+        return out
+    if "keep_all_days" not in retention:
+        out.append(f"{var}.keep_all_days is missing (every snapshot younger than this many days is kept; >= 1)")
+    elif int(retention["keep_all_days"]) < 1:
+        out.append(f"{var}.keep_all_days is {int(retention['keep_all_days'])}; it must be >= 1 (a retention of 0 "
+                   "would let a flood of pulls expire what was kept)")
+    periods = [retention[k] for k in REPLICA_RETENTION_PERIODS if k in retention]
+    if not any(v == "permanent" or int(v) > 0 for v in periods):
+        out.append(f"{var} keeps no calendar period; give at least one of {', '.join(REPLICA_RETENTION_PERIODS)} "
+                   ">= 1 (a retention of 0 keeps no history)")
+    return out
+
+
 def _check_protected_systems(r: _Report, schedules: list):
     for host in sorted(r.hostvars):
         systems = r.hostvars[host].get("backup_appliance_protected_systems")
@@ -384,7 +423,7 @@ def _check_role_values(r: _Report, schedules: list):
         hv = r.hostvars[host]
         for var in RETENTION_VARS:
             if var in hv:
-                for msg in _retention_errors(var, hv[var], RETENTION_KEYS_FILES):
+                for msg in _replica_retention_errors(var, hv[var]):
                     r.at(host, var, msg)
         for var in PATH_VARS:
             if var in hv and hv[var] not in (None, ""):

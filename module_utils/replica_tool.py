@@ -54,7 +54,9 @@ from backup_status import first_due, job_health, timers  # installed next to thi
 DEFAULT_CONFIG = "/etc/archive-dr/replica.json"
 STAMP_FMT = "%Y%m%dT%H%M%SZ"
 SNAP_RE = re.compile(r"^(\d{8}T\d{6}Z)$")
-PERIODS = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
+# A job's retention (replica_files_retention / replica_repo_retention): calendar time, never counts of pulls.
+RETENTION_KEYS = ("keep_all_days",) + dr_history.PERIODS
+PERMANENT = "permanent"   # yearly: the newest snapshot of every calendar year, kept forever
 
 
 # ---------------------------------------------------------------- pure helpers
@@ -69,51 +71,73 @@ def parse_stamp(name):
     return dt.datetime.strptime(m.group(1), STAMP_FMT).replace(tzinfo=dt.timezone.utc).timestamp()
 
 
-def _bucket(t, period):
-    d = dt.datetime.fromtimestamp(t, dt.timezone.utc)
-    if period == "hourly":
-        return d.strftime("%Y%m%d%H")
-    if period == "daily":
-        return d.strftime("%Y%m%d")
-    if period == "weekly":
-        y, w, _ = d.isocalendar()
-        return "%04d%02d" % (y, w)
-    if period == "monthly":
-        return d.strftime("%Y%m")
-    if period == "yearly":
-        return d.strftime("%Y")
-    raise ValueError(period)
+def _whole(value):
+    """The int of a whole number (an int or a string of digits), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\s*\d+\s*", value):
+        return int(value)
+    return None
 
 
-def retention_plan(names, policy):
-    """(keep, delete) lists of snapshot names under a GFS policy (pure).
+def retention_policy(policy):
+    """``dr_history.RetentionPolicy`` of a job's retention (pure); ValueError saying what is wrong.
 
-    policy: {last: n, hourly: n, daily: n, weekly: n, monthly: n, yearly: n}; every
-    count >= 1 when given, at least one given. The newest snapshot is always kept,
-    names that are not snapshot stamps are never touched.
+    policy: ``{keep_all_days: D, hourly: H, daily: d, weekly: w, monthly: m, yearly: y}``.
+    Every snapshot younger than D days (>= 1) is kept; the counts are calendar hours / days /
+    ISO weeks / months / years back from now (Beijing time), each >= 0 (missing = 0), at least
+    one > 0; ``yearly`` may be ``"permanent"``: the newest snapshot of every year, forever.
     """
-    if not policy or any(k not in PERIODS for k in policy):
-        raise ValueError("retention: give counts for %s" % ", ".join(PERIODS))
-    if any(int(v) < 1 for v in policy.values()):
-        raise ValueError("retention: every count must be >= 1 (a retention of 0 keeps nothing)")
-    snaps = sorted(((parse_stamp(n), n) for n in names if parse_stamp(n) is not None), reverse=True)
-    keep = set()
-    if snaps:
-        keep.add(snaps[0][1])
-    keep.update(n for _, n in snaps[:int(policy.get("last", 0))])
-    for period in PERIODS[1:]:
-        want = int(policy.get(period, 0))
-        seen = []
-        for t, n in snaps:  # newest first: the newest snapshot of each bucket
-            b = _bucket(t, period)
-            if b in seen:
-                continue
-            if len(seen) >= want:
-                break
-            seen.append(b)
-            keep.add(n)
-    delete = [n for _, n in snaps if n not in keep]
-    return sorted(keep), sorted(delete)
+    keys = ", ".join(RETENTION_KEYS)
+    if not isinstance(policy, dict):
+        raise ValueError("retention: expected a mapping of %s, got %r" % (keys, policy))
+    if "last" in policy:
+        raise ValueError("retention: 'last' (a number of snapshots) is no longer supported: counted in pulls, "
+                         "a flood of fresh pulls pushes old history out. Retention is by calendar time: "
+                         "give %s (yearly may be %r)" % (keys, PERMANENT))
+    unknown = sorted(str(k) for k in set(policy) - set(RETENTION_KEYS))
+    if unknown:
+        raise ValueError("retention: unknown key(s) %s; give %s" % (", ".join(unknown), keys))
+    days = _whole(policy.get("keep_all_days"))
+    if days is None or days < 1:
+        raise ValueError("retention: keep_all_days must be a whole number of days >= 1 (every snapshot younger "
+                         "is kept; a retention of 0 would let new pulls expire what was kept), got %r"
+                         % (policy.get("keep_all_days"),))
+    counts = {}
+    for period in dr_history.PERIODS:
+        value = policy.get(period, 0)
+        if period == "yearly" and value == PERMANENT:
+            counts[period] = None
+            continue
+        n = _whole(value)
+        if n is None or n < 0:
+            raise ValueError("retention: %s must be a whole number >= 0%s, got %r"
+                             % (period, " or %r" % PERMANENT if period == "yearly" else "", value))
+        counts[period] = n
+    if not any(n is None or n > 0 for n in counts.values()):
+        raise ValueError("retention: every period count is 0 (a retention of 0 keeps only the last %d day(s)); "
+                         "give at least one of %s >= 1" % (days, ", ".join(dr_history.PERIODS)))
+    return dr_history.RetentionPolicy(min_age_keep=dt.timedelta(days=days), **counts)
+
+
+def snapshot_plan(names, policy, now=None):
+    """(keep, delete): sorted snapshot names under a job's retention by calendar time (pure).
+
+    ``policy``: a job's retention mapping (:func:`retention_policy`) or a RetentionPolicy;
+    ``now``: Unix time or an aware datetime (default: now). The time of a snapshot is its
+    name's stamp; names that are not stamps are in neither list (never touched). The newest
+    snapshot is always kept, and so is every one younger than keep_all_days: no number of
+    fresh pulls pushes a snapshot out that was kept (``dr_history.retention_plan``).
+    """
+    pol = policy if isinstance(policy, dr_history.RetentionPolicy) else retention_policy(policy)
+    if isinstance(now, (int, float)) and not isinstance(now, bool):
+        now = dt.datetime.fromtimestamp(now, dt.timezone.utc)
+    points = [dr_history.RestorePoint("snapshot", n, dt.datetime.fromtimestamp(parse_stamp(n), dt.timezone.utc), "")
+              for n in sorted(set(names)) if parse_stamp(n) is not None]
+    keep, expire, _ = dr_history.retention_plan(points, pol, now)
+    return sorted(p.id for p in keep), sorted(p.id for p in expire)
 
 
 def should_snapshot(ok, changed, pending, last_snapshot, now, min_interval, have_any):
@@ -408,8 +432,10 @@ def take_snapshot(spec, now):
     return name
 
 
-def prune(snap_dir, policy):
-    keep, delete = retention_plan(list_snapshots(snap_dir), policy)
+def prune(snap_dir, policy, now=None):
+    """Delete the snapshots the job's retention expires (:func:`snapshot_plan`; calendar time);
+    (kept, deleted) names. A bad policy raises ValueError before anything is deleted."""
+    keep, delete = snapshot_plan(list_snapshots(snap_dir), policy, now)
     for n in delete:
         p = os.path.join(snap_dir, n)
         r = run(["btrfs", "subvolume", "delete", p])

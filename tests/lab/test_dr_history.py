@@ -104,6 +104,31 @@ def test_forget_at_geo_is_held_in_quarantine_and_history_survives():
         sh(MIYUN, "systemctl start archive-dr-replica-pull-restic.timer")
 
 
+def test_a_flood_of_backdated_fake_snapshots_is_held_in_quarantine():
+    """restic's forget docs (PR #3656): fakes dated just after real snapshots win the weekly and monthly
+    buckets of a later `forget`. Root on geo-backup writes 15 of them, dated into the past weeks."""
+    sh(MIYUN, STOP_PULLS)
+    try:
+        assert pull().returncode == 0 and status()["outcome"] == "success", status()
+        before_snaps = snapshots()
+        sh(APPLIANCE, GEO_RESTIC + "mkdir -p /var/tmp/fake && echo fake > /var/tmp/fake/x && for d in $(seq 1 15); do "
+                      "restic backup --quiet --host geo-archive --time \"$(date -d \"-$d days\" '+%Y-%m-%d %H:%M:%S')\" "
+                      "/var/tmp/fake || exit 1; done; rm -rf /var/tmp/fake")
+        r = pull()
+        st = status()
+        assert r.returncode != 0 and st["outcome"] == "quarantine", st
+        findings = " ".join(st["quarantine"]["findings"])
+        assert "CRITICAL backdated" in findings and "CRITICAL burst" in findings, findings
+        assert snapshots() == before_snaps
+        released = subprocess.run([sys.executable, "-m", "archive_dr", "release", "restic", "--by", "lab-test",
+                                   "--reason", "fake snapshots were the lab attack test"],
+                                  cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=900)
+        assert released.returncode == 0, released.stdout[-3000:] + released.stderr[-2000:]
+        assert status()["outcome"] == "success"
+    finally:
+        sh(MIYUN, "systemctl start archive-dr-replica-pull-restic.timer")
+
+
 FLIP = ("python3 -c 'import os,sys; p=sys.argv[1]; st=os.stat(p); f=open(p,\"r+b\"); f.seek(st.st_size//2); "
         "b=f.read(1); f.seek(st.st_size//2); f.write(bytes([b[0]^1])); f.close(); "
         "os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))' %s")

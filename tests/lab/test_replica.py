@@ -55,8 +55,8 @@ def test_converge_idempotent_and_check_clean():
 
 
 @pytest.mark.parametrize("extra,message", [
-    ('{"replica_files_retention": {"last": 0}}', "retention of 0"),
-    ('{"replica_repo_retention": {}}', "retention of 0"),
+    ('{"replica_files_retention": {"keep_all_days": 0, "daily": 31}}', "retention of 0"),
+    ('{"replica_repo_retention": {"last": 8, "daily": 14}}', "'last' (a number of snapshots) is no longer supported"),
     ('{"replica_files_path": "/var/lib/dr-files"}', "inside the data pool"),
     ('{"replica_data_root": "/srv"}', "inside the data pool"),
     ('{"replica_pg_primary_port": 5433}', "not allowed by the gateway"),
@@ -263,3 +263,37 @@ def test_wan_cut_during_pull_and_streaming_catches_up_without_partial_snapshot()
         psql("geo-archive", "DROP DATABASE IF EXISTS replica_probe")
         if not tp.connects("miyun-store", tp.GEO_ARCHIVE, 5432, wait=1.0):
             tp.podman("start", "miyun-fw", timeout=120)
+
+
+def test_a_planted_test_signature_fails_security_and_is_named():
+    """The EICAR test file and an openssl-encrypted file (the lab ransomware's format) planted among
+    copies of archive files at miyun-store: the four-property
+    check (playbooks/replica.yml -e replica_mode=four_property, the role's default scan command:
+    clamscan with the project's signatures) fails the security property with a scan finding that
+    names each file, and no archive file is flagged. The files are also foreign (no metadata row): the assertions are on the scan's own
+    finding, not on that. The file replica itself is never written."""
+    scratch = "/var/tmp/archive-dr-scan-%s" % uuid.uuid4().hex[:8]
+    eicar = "X5O!P%@AP[4\\PZX54(P^)7CC)7}$" + "EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"  # in two parts: no AV flags this file
+    files = sh("miyun-store", "cd %s && find . -type f -name '*.pdf' | sort | head -n 3" % WORKING).stdout.split()
+    assert files, "no PDF in the file replica"
+    try:
+        r = sh("miyun-store", "install -d -m 0700 {s} {s}/files {s}/work && cd {w} && cp -p --parents {f} {s}/files/ "
+                              "&& printf '%s' '{e}' > {s}/files/eicar.pdf && printf 'Salted__' > {s}/files/encrypted.pdf "
+                              "&& head -c 4096 /dev/urandom >> {s}/files/encrypted.pdf".format(
+                                  s=scratch, w=WORKING, f=" ".join(files), e=eicar))
+        assert r.returncode == 0, r.stderr
+        r, _ = play("playbooks/replica.yml", "-e", "replica_mode=four_property", "-e",
+                    json.dumps({"replica_four_property_root": scratch + "/files",
+                                "replica_four_property_workdir": scratch + "/work"}), timeout=600)
+        assert not r.ok, "the four-property check passed with the EICAR test file in the tree"
+        check = r.task_result("Four-property check (authenticity, integrity, usability, security)", "miyun-store")
+        security = check["result"]["properties"]["security"]
+        assert security["ok"] is False
+        assert security["scan"]["mode"] == "tree" and security["scan"]["status"] == "infected", security["scan"]
+        found = [f for f in security["failures"] if f["kind"] == "scan_infected"]
+        assert sorted((f["path"], f["signature"].split("-")[0]) for f in found) == [
+            ("eicar.pdf", "Eicar.Test.ArchiveDR_EICAR"), ("encrypted.pdf", "Multios.Ransomware.ArchiveDR_OpenSSL_Salted")], found
+        # ... and the play's failure message (the check's summary) names it too.
+        assert "kind=scan_infected, path=eicar.pdf" in failure_text(r), failure_text(r)[-2000:]
+    finally:
+        sh("miyun-store", "rm -rf %s" % scratch)

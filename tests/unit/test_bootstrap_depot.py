@@ -96,3 +96,7 @@ def test_signing_key_generator_signs_and_verifies(tmp_path):
     (tmp_path / "bad").write_text(tampered)
     bad = subprocess.run(["gpgv", "--keyring", str(keyring), str(tmp_path / "bad")], capture_output=True)
     assert bad.returncode != 0
+
+
+def test_the_depot_carries_the_virus_scanner(depot_build):
+    assert "clamav" in depot_build.role_packages(ROOT / "roles")["replica"]

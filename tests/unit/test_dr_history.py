@@ -477,6 +477,9 @@ def test_retention_policy_is_validated():
     with pytest.raises(ValueError):
         dh.RetentionPolicy(weekly=1.5)
     assert dh.RetentionPolicy(min_age_keep=None).min_age_keep is None
+    assert dh.RetentionPolicy(yearly=None).yearly is None          # permanent: every calendar year
+    with pytest.raises(ValueError, match="daily must be an integer >= 0"):
+        dh.RetentionPolicy(daily=None)                              # only yearly may be unlimited
 
 
 def test_daily_buckets_are_calendar_days_counted_from_now():
@@ -529,6 +532,23 @@ def test_statutory_floor_and_permanent():
     assert all(now - p.time >= dt.timedelta(days=3653) for p in expire) and len(expire) == 8
     keep, expire, why = dh.retention_plan(pts, dataclasses.replace(pol, min_age_keep=None), now)
     assert expire == [] and why["y2010-03"] == ["permanent: no expiry"]
+
+
+def test_yearly_none_keeps_the_newest_point_of_every_calendar_year():
+    now = ts(2024, 6, 30, 12)
+    pts = [dh.RestorePoint("pull", "y%d-%02d" % (y, m), ts(y, m, 15), "") for y in range(1990, 2025) for m in (3, 9)
+           if ts(y, m, 15) <= now]
+    pol = dh.RetentionPolicy(daily=0, weekly=0, monthly=0, yearly=None)
+    keep, expire, why = dh.retention_plan(pts, pol, now)
+    assert ids(keep) == {"y%d-09" % y for y in range(1990, 2024)} | {"y2024-03"}
+    assert why["y1990-09"] == ["yearly 1990"] and ids(expire) == {"y%d-03" % y for y in range(1990, 2024)}
+    # a number is the statutory period: 30 calendar years counted back from now (1995..2024)
+    keep30, _, _ = dh.retention_plan(pts, dataclasses.replace(pol, yearly=30), now)
+    assert ids(keep30) == {"y%d-09" % y for y in range(1995, 2024)} | {"y2024-03"}
+    # years follow Beijing time: 31 Dec 2023 20:00 UTC is 2024 there, so it is not 2023's newest
+    eve = dh.RestorePoint("pull", "eve", ts(2023, 12, 31, 20), "")
+    keep, expire, why = dh.retention_plan(pts + [eve], pol, now)
+    assert "eve" in ids(expire) and why["y2023-09"] == ["yearly 2023"]
 
 
 def test_frozen_expires_nothing():

@@ -65,8 +65,10 @@ def inventory():
                    "gateway_platform": "linux", "site_gateway_wan_rate": "100mbit", "site_gateway_auth": "cert",
                    "site_gateway_psk": PSK, "gateway_ipsec_psk": PSK},
         "miyun-store": {**common("miyun", 21), "lan_address": "10.30.1.21",
-                        "replica_files_retention": {"last": 60, "hourly": 48, "daily": 31, "weekly": 8, "monthly": 12},
-                        "replica_repo_retention": {"last": 8, "daily": 14, "weekly": 8, "monthly": 12},
+                        "replica_files_retention": {"keep_all_days": 2, "hourly": 48, "daily": 31, "weekly": 8,
+                                                    "monthly": 12, "yearly": "permanent"},
+                        "replica_repo_retention": {"keep_all_days": 1, "daily": 14, "weekly": 8, "monthly": 12,
+                                                   "yearly": 10},
                         "replica_data_root": "/srv/dr", "replica_files_path": "/srv/dr/files",
                         "replica_repos_path": "/srv/dr/repos", "replica_restore_root": "/srv/dr/restore",
                         "replica_repo_pull_schedule": "*:0/15", "replica_deadman_schedule": "*:0/5",
@@ -229,10 +231,38 @@ MISTAKES = [
      "(last, hourly, daily, weekly, monthly, yearly)"),
     ("database retention without full", on_group("backup_appliances", PA, protected_with(0, retention={"diff": 7})),
      f"geo-backup: {PA}[0] (archive-db) retention.full is missing (postgresql needs a full count >= 1)"),
-    ("replica snapshot retention 0", on_host("miyun-store", "replica_files_retention", {"last": 0, "daily": 31}),
-     "miyun-store: replica_files_retention.last is 0; every retention count must be >= 1 (0 would keep nothing)"),
+    ("replica snapshot retention still counted in pulls", on_host(
+        "miyun-store", "replica_files_retention", {"last": 60, "hourly": 48, "daily": 31, "weekly": 8, "monthly": 12}),
+     "miyun-store: replica_files_retention.last (a number of snapshots) is no longer supported: counted in pulls, "
+     "a flood of fresh pulls pushes old history out; retention is by calendar time "
+     "(keep_all_days, hourly, daily, weekly, monthly, yearly)"),
+    ("replica snapshot retention keeps no day", on_host("miyun-store", "replica_files_retention",
+                                                        {"keep_all_days": 0, "daily": 31}),
+     "miyun-store: replica_files_retention.keep_all_days is 0; it must be >= 1 (a retention of 0 would let a flood "
+     "of pulls expire what was kept)"),
+    ("replica snapshot retention without keep_all_days", on_host("miyun-store", "replica_files_retention",
+                                                                 {"daily": 31, "yearly": 30}),
+     "miyun-store: replica_files_retention.keep_all_days is missing (every snapshot younger than this many days "
+     "is kept; >= 1)"),
     ("replica repository retention empty", on_host("miyun-store", "replica_repo_retention", {}),
-     "miyun-store: replica_repo_retention must give counts, each >= 1 (got {})"),
+     "miyun-store: replica_repo_retention must give keep_all_days, hourly, daily, weekly, monthly, yearly "
+     "(keep_all_days >= 1, at least one period >= 1; a retention of 0 keeps no history) (got {})"),
+    ("replica repository retention with every period 0", on_host("miyun-store", "replica_repo_retention",
+                                                                 {"keep_all_days": 1, "daily": 0, "yearly": "0"}),
+     "miyun-store: replica_repo_retention keeps no calendar period; give at least one of hourly, daily, weekly, "
+     "monthly, yearly >= 1 (a retention of 0 keeps no history)"),
+    ("replica retention negative", on_host("miyun-store", "replica_repo_retention", {"keep_all_days": 1, "weekly": -8}),
+     "miyun-store: replica_repo_retention.weekly is -8; a count of calendar periods must be >= 0"),
+    ("replica retention permanent for a month", on_host("miyun-store", "replica_repo_retention",
+                                                        {"keep_all_days": 1, "monthly": "permanent"}),
+     "miyun-store: replica_repo_retention.monthly 'permanent' is not a whole number"),
+    ("replica retention yearly misspelt", on_host("miyun-store", "replica_repo_retention",
+                                                  {"keep_all_days": 1, "yearly": "forever"}),
+     "miyun-store: replica_repo_retention.yearly 'forever' is not a whole number or 'permanent'"),
+    ("replica retention in restic's words", on_host("miyun-store", "replica_repo_retention",
+                                                    {"keep_all_days": 1, "keep-daily": 14}),
+     "miyun-store: replica_repo_retention.keep-daily is not a retention key "
+     "(keep_all_days, hourly, daily, weekly, monthly, yearly)"),
     # ---------------------------------------------------------------- protected systems
     ("protected systems emptied", on_group("backup_appliances", PA, []),
      f"geo-backup: {PA} is empty; backup.yml would remove every backup timer"),

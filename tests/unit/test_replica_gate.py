@@ -29,7 +29,7 @@ def job(tmp_path, monkeypatch):
     cfg = {"status_dir": str(tmp_path / "status"), "textfile_dir": str(tmp_path / "textfile"), "ssh": {},
            "jobs": {"restic": {"kind": "restic", "working": str(tmp_path / "current"),
                                "snapshots": str(tmp_path / "snapshots"), "phases": [{"src": "/r/"}],
-                               "retention": {"last": 100}, "max_age": 0, "gate": {}}}}
+                               "retention": {"keep_all_days": 3650, "daily": 1}, "max_age": 0, "gate": {}}}}
     state = {"points": [], "clock": dt.datetime(2026, 12, 1, 12, tzinfo=UTC)}
 
     def snapshot(spec, now):
@@ -104,7 +104,7 @@ def test_forget_keep_last_1_is_quarantined_until_released(job):
 
 
 def test_a_quarantine_freezes_pruning(job, monkeypatch):
-    job["cfg"]["jobs"]["restic"]["retention"] = {"last": 1}
+    job["cfg"]["jobs"]["restic"]["retention"] = {"keep_all_days": 1, "daily": 1}
     pruned = []
     monkeypatch.setattr(rt, "prune", lambda snap_dir, policy: pruned.append(snap_dir) or ([], []))
     now = job["clock"]

@@ -50,7 +50,7 @@ def files_job(tmp_path, monkeypatch):
     shutil.copytree(geo, snaps / "20261203T010000Z")
     cfg = {"status_dir": str(tmp_path / "status"), "textfile_dir": str(tmp_path / "prom"), "ssh": {},
            "jobs": {"files": {"kind": "files", "working": str(working), "snapshots": str(snaps),
-                              "phases": [{"src": "./", "dst": ""}], "retention": {"last": 5}, "max_age": 0,
+                              "phases": [{"src": "./", "dst": ""}], "retention": {"keep_all_days": 1, "daily": 5}, "max_age": 0,
                               "verify_period_days": 7}}}
     repairs = []
 
