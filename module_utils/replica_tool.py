@@ -458,6 +458,7 @@ def _lock(cfg, job, wait=False):
 
 # ---------------------------------------------------------------- verification (reads the bytes)
 HEX64 = re.compile(r"\b[0-9a-f]{64}\b")
+BACKUP_LABEL = re.compile(r"^\d{8}-\d{6}F")
 
 
 def subset_for(day, period_days, full=False, subset=None):
@@ -516,21 +517,20 @@ def check_copy(cfg, job, path, subset, records=None):
         return not msgs or all(m.endswith(" ok") for m in msgs), "; ".join(msgs) or "no restic repositories", bad
     if kind == "pgbackrest":
         env = dict(os.environ, PGBACKREST_REPO1_CIPHER_PASS=open(spec["cipher_pass_file"]).read().strip())
-        base = ["pgbackrest", "--config=" + spec["pgbackrest_config"], "--repo1-path=" + path, "--log-level-console=info"]
-        info = run(base[:-1] + ["--log-level-console=warn", "--output=json", "info"], env=env, timeout=600)
+        base = ["pgbackrest", "--config=" + spec["pgbackrest_config"], "--repo1-path=" + path]
+        info = run(base + ["--log-level-console=warn", "--output=json", "info"], env=env, timeout=600)
         if info.returncode:
             return False, "pgbackrest info: %s" % info.stderr.strip()[-400:], []
         bad, msgs = [], []
         for stanza in [x["name"] for x in json.loads(info.stdout or "[]")]:
-            r = run(base + ["--stanza=" + stanza, "--output=text", "verify"], env=env, timeout=86400)
+            # at log level detail verify names each bad file: "invalid checksum '20261203-155656F/pg_data/...'"
+            r = run(base + ["--stanza=" + stanza, "--log-level-console=detail", "verify"], env=env, timeout=86400)
             out = (r.stdout + r.stderr).strip()
-            # verify names each damaged file (e.g. "invalid checksum ... 20261203-..F/pg_data/base/1/1249")
-            named = re.findall(r"(\d{8}-\d{6}F(?:_\d{8}-\d{6}[DI])?/\S+)", out)
-            if r.returncode or named or "invalid" in out:
-                bad += [os.path.join("backup", stanza, n.rstrip(":,")) for n in named]
-                bad += [os.path.join("archive", stanza, w) for w in re.findall(r"(\d+-\d+/[0-9A-F]{16}/[0-9A-F]{24}\S*)",
-                                                                             out)]
-                msgs.append("%s: pgbackrest verify failed: %s" % (stanza, out[-400:]))
+            named = re.findall(r"(?:invalid|missing)[^'\n]*'([^']+)'", out)
+            if r.returncode or named or "status: error" in out:
+                bad += [os.path.join("backup" if BACKUP_LABEL.match(n) else "archive", stanza, n) for n in named]
+                msgs.append("%s: pgbackrest verify failed: %s" % (stanza, "; ".join(
+                    line.strip() for line in out.splitlines() if "invalid" in line or "missing" in line)[-400:]))
             else:
                 msgs.append("%s: verify ok" % stanza)
         return all(m.endswith(" ok") for m in msgs), "; ".join(msgs) or "no stanzas", sorted(set(bad))
@@ -554,26 +554,33 @@ def check_copy(cfg, job, path, subset, records=None):
     return not bad, msg, bad
 
 
+def repair_filters(damaged):
+    """rsync filter rules that select only the damaged objects (paths relative to the copy's root).
+    Filters, not --files-from: the source side's `rrsync -ro` refuses --files-from."""
+    rules, dirs = [], set()
+    for rel in sorted(damaged):
+        parts = rel.strip("/").split("/")
+        for n in range(1, len(parts)):
+            d = "/" + "/".join(parts[:n]) + "/"
+            if d not in dirs:
+                dirs.add(d)
+                rules.append("--include=" + d)
+        rules.append("--include=/" + "/".join(parts))
+    return rules + ["--exclude=*"]
+
+
 def repair_working_copy(cfg, job, damaged):
     """Re-pull the damaged objects from geo, comparing content (--checksum); all of the copy when
     the check could not name them. Returns (rc, message)."""
     spec = cfg["jobs"][job]
-    listing = None
-    if damaged:
-        fd, listing = tempfile.mkstemp(prefix="repair-", dir=cfg["status_dir"])
-        with os.fdopen(fd, "w") as f:
-            f.write("\n".join(damaged) + "\n")
-    try:
-        for phase in spec["phases"]:
-            extra = ["--checksum"] + (["--files-from=" + listing] if listing else [])
-            rc, changes, _, err = rsync_phase(cfg, job, dict(phase, args=phase.get("args", []) + extra),
-                                              spec["working"])
-            if rc:
-                return rc, "repair pull: rc=%d %s" % (rc, err)
-        return 0, "%s re-pulled from geo" % ("%d object(s)" % len(damaged) if damaged else "the whole copy")
-    finally:
-        if listing:
-            os.unlink(listing)
+    selected = repair_filters(damaged) if damaged else []
+    for phase in spec["phases"]:
+        # the selection first (the first matching rule wins), so a phase's own excludes cannot hide it
+        args = ["--checksum"] + selected[:-1] + phase.get("args", []) + selected[-1:]
+        rc, changes, _, err = rsync_phase(cfg, job, dict(phase, args=args), spec["working"])
+        if rc:
+            return rc, "repair pull: rc=%d %s" % (rc, err)
+    return 0, "%s re-pulled from geo" % ("%d object(s)" % len(damaged) if damaged else "the whole copy")
 
 
 def cmd_verify(cfg, job, full=False, subset=None, today=None):

@@ -24,8 +24,8 @@ REPO = "archive-files"
 WRITER = "archive-dr-backup-archive-files-snapshot.service"
 GEO_RESTIC = ("set -a; . /etc/archive-dr/files/%s.env; set +a; export RESTIC_PASSWORD_FILE=/etc/archive-dr/restic.pass "
               "RESTIC_CACHE_DIR=/var/cache/restic; " % REPO)
-STOP_PULLS = ("systemctl stop archive-dr-replica-pull-restic.timer; while systemctl show -p ActiveState --value "
-              "archive-dr-replica-pull@restic.service | grep -qE '^(activating|deactivating|reloading)$'; do sleep 0.2; done")
+STOP_PULLS = ("systemctl stop archive-dr-replica-pull-{job}.timer; while systemctl show -p ActiveState --value "
+              "archive-dr-replica-pull@{job}.service | grep -qE '^(activating|deactivating|reloading)$'; do sleep 0.2; done")
 
 
 def status():
@@ -41,7 +41,7 @@ def geo_snapshot_ids():
 
 
 def miyun_snapshot_ids(snapshot):
-    out = sh(MIYUN, "RESTIC_PASSWORD_FILE=/etc/archive-dr/restic.pass RESTIC_CACHE_DIR=/var/cache/restic "
+    out = sh(MIYUN, "RESTIC_PASSWORD_FILE=/etc/archive-dr/replica/restic.pass RESTIC_CACHE_DIR=/var/cache/restic "
                     "restic -r %s/%s/%s --no-lock snapshots --json" % (SNAPS, snapshot, REPO)).stdout
     return sorted(s["id"] for s in json.loads(out))
 
@@ -51,11 +51,11 @@ def pull():
 
 
 def test_forget_at_geo_is_held_in_quarantine_and_history_survives():
-    sh(MIYUN, STOP_PULLS)
+    sh(MIYUN, STOP_PULLS.format(job="restic"))
     try:
-        # at least three restore points, all accepted by a clean pull
+        # at least four restore points (mass-vanish needs three gone), all accepted by a clean pull
         for _ in range(6):
-            if len(geo_snapshot_ids()) >= 3:
+            if len(geo_snapshot_ids()) >= 4:
                 break
             sh(APPLIANCE, "for i in 1 2 3 4 5 6; do systemctl start %s && exit 0; sleep 5; done; exit 1" % WRITER)
         before_ids = geo_snapshot_ids()
@@ -64,7 +64,7 @@ def test_forget_at_geo_is_held_in_quarantine_and_history_survives():
         assert miyun_snapshot_ids(before_snaps[-1]) == before_ids
 
         # the attack: root on the appliance empties the repository's history; it stays a valid repository
-        sh(APPLIANCE, GEO_RESTIC + "restic forget --keep-last 1 --prune && restic check")
+        sh(APPLIANCE, GEO_RESTIC + "restic forget --keep-last 1 --group-by '' --prune && restic check")
         assert len(geo_snapshot_ids()) == 1
 
         attacked = time.time()
@@ -107,7 +107,7 @@ def test_forget_at_geo_is_held_in_quarantine_and_history_survives():
 def test_a_flood_of_backdated_fake_snapshots_is_held_in_quarantine():
     """restic's forget docs (PR #3656): fakes dated just after real snapshots win the weekly and monthly
     buckets of a later `forget`. Root on geo-backup writes 15 of them, dated into the past weeks."""
-    sh(MIYUN, STOP_PULLS)
+    sh(MIYUN, STOP_PULLS.format(job="restic"))
     try:
         assert pull().returncode == 0 and status()["outcome"] == "success", status()
         before_snaps = snapshots()
@@ -154,6 +154,7 @@ WORKING_COPY_OBJECT = {
 
 @pytest.mark.parametrize("job", sorted(WORKING_COPY_OBJECT))
 def test_a_flipped_byte_in_a_working_copy_is_detected_and_repaired_from_geo(job):
+    sh(MIYUN, "systemctl start archive-dr-replica-pull@%s.service" % job, timeout=900)   # a complete copy first
     target = sh(MIYUN, WORKING_COPY_OBJECT[job]).stdout.strip()
     assert target, "no object to damage in the %s working copy" % job
     good = sha256(target)
@@ -167,12 +168,14 @@ def test_a_flipped_byte_in_a_working_copy_is_detected_and_repaired_from_geo(job)
 
 def test_a_flipped_byte_in_a_snapshot_is_reported_with_its_name():
     snapshots_dir = "/srv/dr/files/snapshots"
-    newest = sorted(sh(MIYUN, "ls -1 %s" % snapshots_dir).stdout.split())[-1]
-    path = "%s/%s" % (snapshots_dir, newest)
-    item = sh(MIYUN, "find %s -name '*.pdf' -type f | sort | head -1" % path).stdout.strip()
-    writable = "btrfs property set -ts %s ro false && %s && btrfs property set -ts %s ro true" % (path, FLIP % item, path)
-    sh(MIYUN, "systemctl stop archive-dr-replica-pull-files.timer")
+    writable = None
     try:
+        sh(MIYUN, STOP_PULLS.format(job="files"))      # no pull may take a newer snapshot meanwhile
+        newest = sorted(sh(MIYUN, "ls -1 %s" % snapshots_dir).stdout.split())[-1]
+        path = "%s/%s" % (snapshots_dir, newest)
+        item = sh(MIYUN, "find %s -name '*.pdf' -type f | sort | head -1" % path).stdout.strip()
+        writable = "btrfs property set -ts %s ro false && %s && btrfs property set -ts %s ro true" % (
+            path, FLIP % item, path)
         sh(MIYUN, writable)
         r, v, took = verify("files")
         assert r.returncode == 1 and v["outcome"] == "damaged" and v["snapshot"] == newest, (r.stdout, v)
@@ -181,7 +184,8 @@ def test_a_flipped_byte_in_a_snapshot_is_reported_with_its_name():
             MIYUN, "cat /var/lib/prometheus/node-exporter/archive_dr_replica.prom").stdout
         print("\nsnapshot %s: damaged file %s reported in %.1f s" % (newest, v["snapshot_damaged"][0], took))
     finally:
-        sh(MIYUN, writable)          # the same flip again restores the byte
-        r, v, _ = verify("files")
+        if writable:
+            sh(MIYUN, writable)          # the same flip again restores the byte
+            r, v, _ = verify("files")
         sh(MIYUN, "systemctl start archive-dr-replica-pull-files.timer")
     assert r.returncode == 0 and v["outcome"] == "ok", (r.stdout, v)

@@ -26,6 +26,13 @@ def test_the_daily_shares_partition_the_tree_and_a_period_reads_all():
         rt.subset_for(dt.date(2026, 12, 1), 7, subset="4/3")
 
 
+def test_repair_filters_select_only_the_damaged_objects():
+    assert rt.repair_filters(["archive-files/data/ab/abcd", "archive-files/data/cd/cdef"]) == [
+        "--include=/archive-files/", "--include=/archive-files/data/", "--include=/archive-files/data/ab/",
+        "--include=/archive-files/data/ab/abcd", "--include=/archive-files/data/cd/",
+        "--include=/archive-files/data/cd/cdef", "--exclude=*"]
+
+
 def flip(path):
     """One byte changed in place, size and mtime kept (what rsync's quick check cannot see)."""
     st = os.stat(path)
@@ -55,9 +62,8 @@ def files_job(tmp_path, monkeypatch):
     repairs = []
 
     def rsync_from_geo(cfg, job, phase, dest):
-        listing = next(a.split("=", 1)[1] for a in phase["args"] if a.startswith("--files-from="))
-        assert "--checksum" in phase["args"]
-        names = open(listing).read().split()
+        assert "--checksum" in phase["args"] and phase["args"][-1] == "--exclude=*"
+        names = [a[len("--include=/"):] for a in phase["args"] if a.startswith("--include=") and not a.endswith("/")]
         repairs.append(names)
         for rel in names:
             shutil.copy2(geo / rel, os.path.join(dest, rel))
