@@ -592,12 +592,12 @@ def cmd_verify(cfg, job, full=False, subset=None, today=None):
     share = subset_for(today or dt.date.fromtimestamp(start), int(spec.get("verify_period_days", 7)), full, subset)
     records = fixity_records(cfg, spec) if spec["kind"] == "files" else None
     ok, msg, damaged = check_copy(cfg, job, spec["working"], share, records)
-    result = {"time": start, "subset": share, "working": msg, "outcome": "ok"}
+    result = {"time": start, "subset": share, "working": msg, "outcome": "ok", "working_ok": True}
     if not ok:
         rc, how = repair_working_copy(cfg, job, damaged)
         ok2, msg2, _ = check_copy(cfg, job, spec["working"], share, records)
         result.update(outcome="repaired" if rc == 0 and ok2 else "damaged", repair=how,
-                      working_damaged=damaged, working_after=msg2)
+                      working_damaged=damaged, working_after=msg2, working_ok=rc == 0 and ok2)
     snaps = list_snapshots(spec["snapshots"])
     st = load_job_status(cfg, job)
     if snaps:
@@ -666,6 +666,10 @@ def cmd_pull(cfg, job):
         critical = [f for f in findings if f.startswith("CRITICAL")]
         ok, err = False, "QUARANTINE: " + ("; ".join(critical) or "held since %s, not released: %s" % (
             stamp(float(st["quarantine"]["since"])), "; ".join(st["quarantine"]["findings"])))
+    elif ok and (st.get("verify") or {}).get("working_ok") is False:
+        # rsync's quick check never sees in-place damage: a snapshot now would make it history
+        ok, err = False, ("the working copy holds damage verification could not repair (%s): no snapshot until "
+                          "`replica_tool.py verify %s --full` repairs it" % (st["verify"].get("working_after"), job))
     elif should_snapshot(ok, changes > 0, pending, st.get("last_snapshot"), end,
                          float(spec.get("snapshot_min_interval", 0)), bool(snaps)):
         try:

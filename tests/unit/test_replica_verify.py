@@ -126,3 +126,18 @@ def test_todays_share_reads_only_its_files(files_job):
     inside_day = next(day + dt.timedelta(days=d) for d in range(7)
                       if rt.in_subset(outside, rt.subset_for(day + dt.timedelta(days=d), 7)))
     assert rt.cmd_verify(cfg, "files", today=inside_day) == 0 and status(cfg)["verify"]["outcome"] == "repaired"
+
+
+def test_damage_a_repair_could_not_fix_is_never_snapshotted(files_job, monkeypatch):
+    cfg, working, _, _ = files_job
+    flip(working / "2019" / "003.pdf")
+    monkeypatch.setattr(rt, "rsync_phase", lambda cfg, job, phase, dest: (12, 0, {}, "connection unexpectedly closed"))
+    assert rt.cmd_verify(cfg, "files", full=True) == 1
+    assert status(cfg)["verify"]["working_ok"] is False
+    # geo reachable again, the quick check sees nothing to move: the pull must not snapshot the damage
+    monkeypatch.setattr(rt, "rsync_phase", lambda cfg, job, phase, dest: (
+        0, 1, {"bytes_received": 1, "bytes_sent": 1, "transferred_file_bytes": 0}, ""))
+    monkeypatch.setattr(rt, "take_snapshot", lambda spec, now: pytest.fail("snapshot of a damaged copy"))
+    monkeypatch.setattr(rt, "ensure_subvolume", lambda path: None)
+    assert rt.cmd_pull(cfg, "files") == 1
+    assert "could not repair" in status(cfg)["last_message"]
