@@ -59,6 +59,11 @@ _DISPLAYED_ERROR = re.compile(r"\[ERROR\]: Task failed: (?:Action failed: )?(.*?
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
+class Canceled(KeyboardInterrupt):
+    """A playbook canceled by SIGTERM or SIGINT: raised so that no caller goes on as if it had ended
+    (a KeyboardInterrupt, so `except Exception` does not swallow it; the CLI exits 130)."""
+
+
 def _failure_messages(res: dict, displayed: str = "") -> list[str]:
     """A failed task's messages; a loop's failure says only "One or more items failed", so its failed items';
     a censored (no_log) failure, the error Ansible displayed."""
@@ -227,6 +232,10 @@ def _run(label: str, inventory: Iterable[Path | str] | None, quiet: bool, on_eve
             private_data_dir=private, artifact_dir=str(artifacts), ident=ident, project_dir=str(paths.ROOT),
             inventory=sources, envvars=env(), quiet=quiet, event_handler=keep, rotate_artifacts=KEEP_ARTIFACTS,
             timeout=int(timeout) if timeout else None, **kwargs)
+    if run.status == "canceled":
+        # ansible-runner turns SIGTERM/SIGINT into a cancel of the running playbook and returns; the
+        # program that started it must stop too, not go on to its next phase
+        raise Canceled(f"{label}: canceled by a signal (artifacts: {run.config.artifact_dir})")
     artifact_dir = Path(run.config.artifact_dir)
     stdout = (artifact_dir / "stdout").read_text(errors="replace") if (artifact_dir / "stdout").exists() else ""
     command = shlex.join(run.config.command) if getattr(run.config, "command", None) else label

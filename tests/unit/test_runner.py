@@ -77,3 +77,28 @@ def test_check_mode_changes_nothing_and_artifacts_rotate(playbook, tmp_path, mon
     assert result.stats["localhost"].changed == 0           # command is skipped in check mode
     assert len(list((tmp_path / "runner" / "artifacts").iterdir())) == 2
     assert result.artifact_dir.exists() and (result.artifact_dir / "job_events").is_dir()
+
+
+def test_a_signal_cancels_the_playbook_and_stops_the_caller(tmp_path):
+    """ansible-runner turns SIGTERM into a cancel and returns: the caller must not go on to its next phase."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    play = tmp_path / "slow.yml"
+    play.write_text("- hosts: localhost\n  connection: local\n  gather_facts: false\n  tasks:\n"
+                    "    - ansible.builtin.command: sleep 60\n")
+    script = ("from pathlib import Path\nfrom archive_dr import runner\n"
+              "runner.run_playbook(%r, ['localhost,'], data_dir=Path(%r))\nprint('went on')\n"
+              % (str(play), str(tmp_path / "runner")))
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=str(runner.paths.ROOT), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not list((tmp_path / "runner").glob("artifacts/*/job_events/*.json")):
+        time.sleep(0.2)
+    time.sleep(1)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode != 0 and "went on" not in out
+    assert "runner.Canceled: slow.yml: canceled by a signal" in err, err[-2000:]
