@@ -142,8 +142,9 @@ def cmd_release(args) -> int:
 
 
 def add_release_parser(verbs) -> None:
-    parser = verbs.add_parser("release", help="accept a repository pull held in quarantine at miyun (docs/dr-history.md)")
-    parser.add_argument("job", choices=["pgbackrest", "restic"], help="the pull job")
+    parser = verbs.add_parser("release", help="accept a pull (the file tree or a repository) held in quarantine at miyun "
+                                              "(docs/dr-history.md)")
+    parser.add_argument("job", choices=["files", "pgbackrest", "restic"], help="the pull job")
     parser.add_argument("--reason", required=True, help="why the held copy may become history (logged)")
     parser.add_argument("--by", help="who releases (default: the controller user)")
     parser.set_defaults(func=cmd_release)

@@ -4,8 +4,10 @@
 ``archive-dr inspect [ansible-playbook options]``   (runs playbooks/inspect.yml)
 
 The drill is a sequence of timed phases. Host work is Ansible (``playbooks/drill.yml``
-with ``-e dr_drill_phase=<phase>``, and the replica playbooks named in the
-inventory's ``dr_drill``); this module measures and decides:
+with ``-e dr_drill_phase=<phase>``, the replica playbooks named in the
+inventory's ``dr_drill``, and after a destructive ransomware drill ``release.yml``, the
+operator's release of the file replica held in quarantine by the attack); this module
+measures and decides:
 
 * a heartbeat writer on the controller commits one row per second into the
   archive database at geo (``archive_dr_drill_heartbeat``) and writes one
@@ -27,6 +29,7 @@ the heartbeat rows.
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import re
@@ -44,6 +47,8 @@ from archive_dr.ssh import TARGET_VARS, SshTarget, ssh_argv
 LAB_STATE_DIR = paths.LAB_STATE_DIR
 # The task of playbooks/drill.yml (phase probe) whose stdout is {"db": <epoch>, "files": <epoch>}.
 PROBE_TASK = "Newest heartbeat row and file present here"
+# The playbook of `archive-dr release` (a quarantined pull at miyun accepted by an operator).
+RELEASE_PLAYBOOK = "release.yml"
 SCENARIOS = {"host-lost": "主机损毁 archive host lost", "ransomware": "勒索软件 files encrypted + table dropped"}
 
 # GB/T 20988-2007 Annex A (灾难恢复能力等级划分), its table of RTO / RPO per disaster-recovery level.
@@ -352,6 +357,14 @@ def playbook(name, inventory, extra=None, timeout=3600):
     return result.check()
 
 
+def release(inventory, job, reason, by=None):
+    """The operator's release of a pull held in quarantine at miyun: the playbook `archive-dr release` runs
+    (docs/dr-history.md); nothing held is nothing to release (no change)."""
+    by = by or "%s (archive-dr drill)" % (os.environ.get("SUDO_USER") or getpass.getuser())
+    return playbook(RELEASE_PLAYBOOK, inventory, {"replica_release_job": job, "replica_release_by": by,
+                                                  "replica_release_reason": reason})
+
+
 class Heartbeat(threading.Thread):
     """Commits one heartbeat row per interval at geo over one persistent SSH connection."""
 
@@ -545,6 +558,11 @@ def run(scenario, mode, inventory, reports_dir):
                 fb_vars.setdefault("repair_time", extra["replica_restore_target_time"])
             ph.run("failback", "回切 failback to geo (%s)" % cfg["playbooks"][fb_key], playbook, cfg["playbooks"][fb_key],
                    inventory, fb_vars)
+            if scenario == "ransomware":
+                # the encrypted files held the file replica's pulls in quarantine (no snapshot since the
+                # attack); geo is repaired, so the operator's release lets history go on
+                ph.run("release", "放行 release (files, %s)" % RELEASE_PLAYBOOK, release, inventory, "files",
+                       "drill %s: geo repaired (%s)" % (drill_id, cfg["playbooks"][fb_key]))
             v = ph.run("verify-failback", "回切后四性检测 (geo)", verify, inventory, "geo", drill_id, work)
             verifies.append({"stage": "after failback (geo)", "passed": v["passed"], "summary": v["summary"]})
     except Exception as e:  # noqa: BLE001 - the report is written whatever happened

@@ -29,10 +29,13 @@ fails or is cut (WAN down, rsync error, verification error) leaves the working c
 as it is and takes no snapshot; the next run continues from there (rsync only moves
 what is missing) and snapshots once it completes.
 
-Repository pulls pass a quarantine gate (dr_history.gate, docs/dr-history.md) before they
-become history: restore points that vanished, were rewritten, are dated in the future or
-arrive in a flood keep the copy in quarantine (no snapshot, no pruning, the unit fails, the
-metric and dead-man go red) until an operator releases it.
+Every pull passes a quarantine gate (docs/dr-history.md) before it becomes history. Repository
+pulls (dr_history.gate): restore points that vanished, were rewritten, are dated in the future or
+arrive in a flood. The file replica (dr_history.file_change_findings): the files changed since the
+newest snapshot, compared with their copies in it: a mass rewrite or deletion, or changed files
+that fail their format check (ransomware). A critical finding keeps the copy in quarantine (no
+snapshot, no pruning, the unit fails, the metric and dead-man go red) until an operator releases
+it; the working copy keeps following geo, history stops at the last good snapshot.
 """
 from __future__ import annotations
 
@@ -43,6 +46,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
 import tempfile
@@ -167,6 +171,40 @@ def count_changes(itemized):
                 continue
             n += 1
     return n
+
+
+_RSYNC_ESCAPE = re.compile(rb"\\#([0-7]{3})")
+
+
+def _rsync_name(name):
+    """A file name as rsync's %n prints it, unescaped: bytes it does not print in the locale (in a
+    systemd unit: any non-ASCII byte, so every Chinese name) come as \\#ooo (octal)."""
+    raw = _RSYNC_ESCAPE.sub(lambda m: bytes([int(m.group(1), 8)]), name.encode("utf-8", "surrogateescape"))
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def itemized_files(itemized):
+    """Paths of the regular files whose content a pull changed, from rsync --out-format='%i %n' (pure).
+
+    Counted: received files (``>f``) that are new (``+++``) or whose checksum, size or modification
+    time differed (``c``, ``s``, ``t`` in columns 3-5: the quick check moved the content), and deletions
+    (``*deleting``) of anything but a directory. Not counted: attribute-only changes (``.f...p.....``),
+    directories, symlinks, devices. The item code is 11 columns wide (rsync >= 3.0), the name follows
+    after one space.
+    """
+    out = []
+    for line in itemized.splitlines():
+        code = line.split(" ", 1)[0]
+        if code == "*deleting":
+            pass
+        elif len(code) == 11 and code.startswith(">f") and set(code[2:5]) & set("+cst"):
+            pass
+        else:
+            continue
+        name = _rsync_name(line[12:])
+        if name and not name.endswith("/"):
+            out.append(name)
+    return out
 
 
 def parse_stats(text):
@@ -329,7 +367,9 @@ def ssh_command(cfg):
 
 
 def rsync_phase(cfg, job, phase, dest):
-    """One rsync of remote path phase['src'] into dest/phase['dst']; returns (rc, changes, stats, stderr)."""
+    """One rsync of remote path phase['src'] into dest/phase['dst']; returns (rc, changes, stats, stderr,
+    files): files are the paths (relative to dest) whose content it changed (:func:`itemized_files`),
+    also when it failed part-way."""
     spec = cfg["jobs"][job]
     target = os.path.join(dest, phase.get("dst", "")).rstrip("/") + "/"
     os.makedirs(target, exist_ok=True)
@@ -340,7 +380,8 @@ def rsync_phase(cfg, job, phase, dest):
     argv += phase.get("args", [])
     argv += ["%s@%s:%s" % (spec.get("user", cfg["ssh"]["user"]), spec["host"], phase["src"]), target]
     r = run(argv, timeout=int(spec.get("timeout", 3600)))
-    return r.returncode, count_changes(r.stdout), parse_stats(r.stdout), r.stderr.strip()[-2000:]
+    files = [os.path.normpath(os.path.join(phase.get("dst", ""), n)) for n in itemized_files(r.stdout)]
+    return r.returncode, count_changes(r.stdout), parse_stats(r.stdout), r.stderr.strip()[-2000:], files
 
 
 def restic_repositories(spec, path):
@@ -406,13 +447,162 @@ def load_accepted_points(cfg, job):
 
 
 def gate_pull(cfg, job, st, points, now):
-    """(quarantine, findings as text) for a verified pull. A pull stays quarantined while an
-    earlier quarantine is not released, whatever it looks like now."""
-    findings = dr_history.gate(load_accepted_points(cfg, job), points,
-                               dt.datetime.fromtimestamp(now, dr_history.UTC), gate_policy(cfg["jobs"][job]),
-                               last_accepted=(dt.datetime.fromtimestamp(float(st["last_accepted"]), dr_history.UTC)
-                                              if st.get("last_accepted") else None))
-    return dr_history.quarantined(findings) or bool(st.get("quarantine")), [str(f) for f in findings]
+    """(quarantine, findings as text, what was judged) for a verified pull: a repository's restore
+    points against those of the newest accepted pull (``dr_history.gate``), the file tree's changes
+    since the newest snapshot (:func:`file_gate`). A pull stays quarantined while an earlier
+    quarantine is not released, whatever it looks like now."""
+    spec = cfg["jobs"][job]
+    if points is not None:
+        findings = dr_history.gate(load_accepted_points(cfg, job), points,
+                                   dt.datetime.fromtimestamp(now, dr_history.UTC), gate_policy(spec),
+                                   last_accepted=(dt.datetime.fromtimestamp(float(st["last_accepted"]), dr_history.UTC)
+                                                  if st.get("last_accepted") else None))
+        judged = {"points": len(points)}
+    elif spec["kind"] == "files":
+        findings, judged = file_gate(cfg, job, st)
+    else:
+        findings, judged = [], {}
+    return dr_history.quarantined(findings) or bool(st.get("quarantine")), [str(f) for f in findings], judged
+
+
+# ---------------------------------------------------------------- file-tree gate (the files job)
+HEAD_BYTES = 8192    # format check and entropy sample: the first 8 KiB of a file ...
+TAIL_BYTES = 1024    # ... and its last 1 KiB (a PDF's %%EOF: dr_history.PDF_EOF_WINDOW)
+
+
+def file_policy(spec):
+    """The files job's gate limits (replica.json ``gate``: dr_history.FilePolicy fields)."""
+    return dr_history.FilePolicy(**dict(spec.get("gate") or {}))
+
+
+def window_path(cfg, job):
+    return os.path.join(cfg["status_dir"], job + ".window.json")
+
+
+def load_window(cfg, job):
+    """Paths changed in the working copy since the newest snapshot (every pull's, failed ones too)."""
+    try:
+        with open(window_path(cfg, job), encoding="utf-8", errors="surrogateescape") as f:
+            return set(json.load(f).get("paths") or [])
+    except (OSError, ValueError):
+        return set()
+
+
+def save_window(cfg, job, paths, snapshot=None):
+    _atomic_write(window_path(cfg, job), json.dumps({"snapshot": snapshot, "paths": sorted(paths)}, indent=0,
+                                                    ensure_ascii=True) + "\n", mode=0o600)
+
+
+def add_to_window(cfg, job, paths):
+    """Record paths a pull or a repair changed: the next gate compares them with the newest snapshot."""
+    if paths:
+        save_window(cfg, job, load_window(cfg, job) | set(paths))
+
+
+def clear_window(cfg, job):
+    """A snapshot of the working copy was taken: nothing differs from the newest snapshot any more."""
+    save_window(cfg, job, [])
+
+
+def _regular_file(path):
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st if stat.S_ISREG(st.st_mode) else None
+
+
+def read_ends(path, size, head_bytes=HEAD_BYTES):
+    """(head, tail): the first head_bytes and the last TAIL_BYTES of a file of this size."""
+    with open(path, "rb") as f:
+        head = f.read(head_bytes)
+        if size <= len(head):
+            return head, head[-TAIL_BYTES:]
+        f.seek(max(len(head), size - TAIL_BYTES))
+        return head, (head + f.read(TAIL_BYTES))[-TAIL_BYTES:]
+
+
+def file_change(root, base, rel, policy):
+    """The ``dr_history.FileChange`` of one path between the newest snapshot (``base``; None = no
+    snapshot) and the working copy (``root``), or None when it is the same file in both (size,
+    modification time, first and last bytes) or a regular file in neither. Reads the head and tail
+    of the new content; the snapshot's head only to compare, or for its entropy when the new content
+    passes its format check (a failed check is judged without entropy)."""
+    new_st = _regular_file(os.path.join(root, rel))
+    old_st = _regular_file(os.path.join(base, rel)) if base else None
+    if new_st is None and old_st is None:
+        return None
+    n = max(HEAD_BYTES, policy.min_entropy_sample)
+    head, tail, old_head = b"", None, None
+    try:
+        if new_st is not None:
+            head, tail = read_ends(os.path.join(root, rel), new_st.st_size, n)
+        if new_st is not None and old_st is not None and (new_st.st_size, new_st.st_mtime_ns) == (
+                old_st.st_size, old_st.st_mtime_ns):
+            old_head, old_tail = read_ends(os.path.join(base, rel), old_st.st_size, n)
+            if (old_head, old_tail) == (head, tail):
+                return None
+        old_entropy = None
+        if (new_st is not None and old_st is not None and len(head) >= policy.min_entropy_sample
+                and dr_history.format_ok(rel, head, tail) is not False):
+            if old_head is None:
+                old_head, _ = read_ends(os.path.join(base, rel), old_st.st_size, n)
+            if len(old_head) >= policy.min_entropy_sample:
+                old_entropy = dr_history.shannon_entropy(old_head)
+    except OSError as e:
+        raise RuntimeError("file gate: cannot read %s: %s" % (rel, e)) from None
+    return dr_history.FileChange(rel, old_st.st_size if old_st is not None else None,
+                                 new_st.st_size if new_st is not None else None, head=head, tail=tail,
+                                 old_entropy=old_entropy, sample=head if new_st is not None else None)
+
+
+def count_files(root):
+    """Regular files under root (one scandir walk; symlinks not followed)."""
+    n, todo = 0, [root]
+    while todo:
+        try:
+            with os.scandir(todo.pop()) as it:
+                for e in it:
+                    if e.is_dir(follow_symlinks=False):
+                        todo.append(e.path)
+                    elif e.is_file(follow_symlinks=False):
+                        n += 1
+        except FileNotFoundError:
+            continue
+    return n
+
+
+def snapshot_file_count(spec, st, name):
+    """Files in snapshot ``name``: counted once per snapshot, kept in the job status."""
+    known = st.get("snapshot_files") or {}
+    if known.get("snapshot") != name:
+        known = {"snapshot": name, "count": count_files(os.path.join(spec["snapshots"], name))}
+        st["snapshot_files"] = known
+    return int(known["count"])
+
+
+def file_gate(cfg, job, st):
+    """(findings, what was judged) of the file tree before it becomes a snapshot: every file changed
+    since the newest snapshot (the window: this pull's changes and those of earlier pulls not yet in a
+    snapshot) compared with its copy in that snapshot (``dr_history.file_change_findings``; the share
+    of the tree counts the snapshot's files). Only those files are read. Files that are back to the
+    snapshot's content leave the window. Without a snapshot there is nothing to compare with: the
+    first snapshot is the baseline."""
+    spec = cfg["jobs"][job]
+    snaps = list_snapshots(spec["snapshots"])
+    window = load_window(cfg, job)
+    if not snaps:
+        return [dr_history.Finding(dr_history.WARNING, "baseline", "first snapshot of the file tree, nothing to "
+                                   "compare it with: accepted without a gate (%d file(s) changed)" % len(window))], {}
+    base = os.path.join(spec["snapshots"], snaps[-1])
+    policy = file_policy(spec)
+    changes = [c for c in (file_change(spec["working"], base, rel, policy) for rel in sorted(window)) if c]
+    save_window(cfg, job, [c.path for c in changes], snaps[-1])
+    total = snapshot_file_count(spec, st, snaps[-1])
+    findings = dr_history.file_change_findings(changes, policy, total_files=total)
+    kinds = [c.change for c in changes]
+    return findings, {"changed_files": len(changes), "added": kinds.count("added"), "modified": kinds.count("modified"),
+                      "deleted": kinds.count("deleted"), "snapshot_files": total, "baseline_snapshot": snaps[-1]}
 
 
 def accept_points(cfg, job, st, points, now):
@@ -445,15 +635,20 @@ def prune(snap_dir, policy, now=None):
 
 
 def _lock(cfg, job, wait=False):
-    """The job's lock file, held; None when another run holds it (``wait``: until it ends)."""
+    """The job's lock file, held; None when another run holds it (``wait``: True = until it ends,
+    a number = at most that many seconds)."""
     os.makedirs(cfg["status_dir"], exist_ok=True)
     lock = open(os.path.join(cfg["status_dir"], "." + job + ".lock"), "w")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-    except OSError:
-        lock.close()
-        return None
-    return lock
+    deadline = time.monotonic() + wait if wait is not True and wait else None
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait is True else fcntl.LOCK_NB))
+            return lock
+        except OSError:
+            if deadline is None or time.monotonic() >= deadline:
+                lock.close()
+                return None
+            time.sleep(0.2)
 
 
 # ---------------------------------------------------------------- verification (reads the bytes)
@@ -577,7 +772,9 @@ def repair_working_copy(cfg, job, damaged):
     for phase in spec["phases"]:
         # the selection first (the first matching rule wins), so a phase's own excludes cannot hide it
         args = ["--checksum"] + selected[:-1] + phase.get("args", []) + selected[-1:]
-        rc, changes, _, err = rsync_phase(cfg, job, dict(phase, args=args), spec["working"])
+        rc, changes, _, err, files = rsync_phase(cfg, job, dict(phase, args=args), spec["working"])
+        if spec["kind"] == "files":
+            add_to_window(cfg, job, files)      # what the repair brought from geo passes the gate too
         if rc:
             return rc, "repair pull: rc=%d %s" % (rc, err)
     return 0, "%s re-pulled from geo" % ("%d object(s)" % len(damaged) if damaged else "the whole copy")
@@ -640,21 +837,23 @@ def cmd_pull(cfg, job):
     os.makedirs(spec["snapshots"], exist_ok=True)
     rc, changes, stats, err, msg = 0, 0, {"bytes_received": 0, "bytes_sent": 0, "transferred_file_bytes": 0}, "", ""
     for phase in spec["phases"]:
-        prc, pch, pstats, perr = rsync_phase(cfg, job, phase, spec["working"])
+        prc, pch, pstats, perr, pfiles = rsync_phase(cfg, job, phase, spec["working"])
         changes += pch
         for k in stats:
             stats[k] += pstats[k]
+        if spec["kind"] == "files":
+            add_to_window(cfg, job, pfiles)     # a failed pull changed the working copy too
         if prc:
             rc, err = prc, "rsync %s: rc=%d %s" % (phase["src"], prc, perr)
             break
-    ok, points, quarantine, findings = rc == 0, None, False, []
+    ok, points, quarantine, findings, judged = rc == 0, None, False, [], {}
     if ok:
         vok, msg, points = verify_copy(cfg, job, spec["working"])
         if not vok:
             ok, err = False, msg
     end = time.time()
-    if ok and points is not None:
-        quarantine, findings = gate_pull(cfg, job, st, points, end)
+    if ok:
+        quarantine, findings, judged = gate_pull(cfg, job, st, points, end)
     snaps = list_snapshots(spec["snapshots"])
     pending = bool(st.get("pending_changes")) or changes > 0
     took = None
@@ -662,7 +861,7 @@ def cmd_pull(cfg, job):
         # the copy stays out of history and nothing expires until an operator releases it
         # findings: what started the quarantine; last_findings: the newest pull's, for the operator
         st["quarantine"] = dict(st.get("quarantine") or {"since": end, "findings": findings},
-                                last=end, last_findings=findings, points=len(points))
+                                last=end, last_findings=findings, **judged)
         critical = [f for f in findings if f.startswith("CRITICAL")]
         ok, err = False, "QUARANTINE: " + ("; ".join(critical) or "held since %s, not released: %s" % (
             stamp(float(st["quarantine"]["since"])), "; ".join(st["quarantine"]["findings"])))
@@ -676,10 +875,13 @@ def cmd_pull(cfg, job):
             took, pending = take_snapshot(spec, end), False
             st["last_snapshot"] = end
             st["last_snapshot_name"] = took
+            if spec["kind"] == "files":
+                clear_window(cfg, job)
         except RuntimeError as e:
             ok, err = False, str(e)
-    if ok and points is not None:
-        accept_points(cfg, job, st, points, end)
+    if ok:
+        if points is not None:
+            accept_points(cfg, job, st, points, end)
         st["gate_findings"] = findings
     kept, deleted = (list_snapshots(spec["snapshots"]), []) if quarantine else prune(spec["snapshots"],
                                                                                       spec["retention"])
@@ -705,17 +907,22 @@ def cmd_pull(cfg, job):
     return 0 if ok else 3 if quarantine else 1
 
 
+RELEASE_LOCK_WAIT = 600
+
+
 def cmd_release(cfg, job, by, reason):
     """An operator accepts the quarantined copy: it becomes a snapshot and the gate's new
-    baseline; the release is appended to the job's release log."""
+    baseline; the release is appended to the job's release log. A repository copy must still
+    verify; the file tree is not judged again (the operator decided), only a working copy that
+    verification found damaged and could not repair is refused, as a pull would refuse it."""
     if job not in cfg["jobs"]:
         raise ValueError("unknown job %r (have %s)" % (job, ", ".join(sorted(cfg["jobs"]))))
     if not by.strip() or not reason.strip():
         raise ValueError("a release names the operator (--by) and the reason (--reason)")
     spec = cfg["jobs"][job]
-    lock = _lock(cfg, job)
+    lock = _lock(cfg, job, wait=RELEASE_LOCK_WAIT)       # a file pull every 10 s: wait for the running one
     if lock is None:
-        raise RuntimeError("a pull of %s is running; release after it ends" % job)
+        raise RuntimeError("a pull of %s is still running after %d s; release after it ends" % (job, RELEASE_LOCK_WAIT))
     st = load_job_status(cfg, job)
     if not st.get("quarantine"):
         print("replica %s: not in quarantine, nothing to release" % job)
@@ -723,9 +930,15 @@ def cmd_release(cfg, job, by, reason):
     ok, msg, points = verify_copy(cfg, job, spec["working"])
     if not ok:
         raise RuntimeError("the quarantined copy does not verify, pull again before releasing: %s" % msg)
+    if (st.get("verify") or {}).get("working_ok") is False:
+        raise RuntimeError("the working copy holds damage verification could not repair (%s): run "
+                           "`replica_tool.py verify %s --full` before releasing" % (st["verify"].get("working_after"), job))
     now = time.time()
     name = take_snapshot(spec, now)
-    accept_points(cfg, job, st, points or [], now)
+    if points is not None:
+        accept_points(cfg, job, st, points, now)
+    if spec["kind"] == "files":
+        clear_window(cfg, job)
     record = {"time": now, "job": job, "by": by, "reason": reason, "snapshot": name,
               "quarantine": st.pop("quarantine"), "points": len(points or [])}
     with open(os.path.join(cfg["status_dir"], job + ".releases.jsonl"), "a") as f:
@@ -735,7 +948,10 @@ def cmd_release(cfg, job, by, reason):
                "last_message": "released by %s: %s" % (by, reason)})
     save_job_status(cfg, job, st)
     write_metrics(cfg)
-    print("replica %s: released by %s, snapshot %s, %d restore point(s) accepted" % (job, by, name, len(points or [])))
+    print("replica %s: released by %s, snapshot %s, %s" % (
+        job, by, name, "%d restore point(s) accepted" % len(points) if points is not None else
+        "the working copy accepted as it is (%s changed file(s) since %s)" % (
+            record["quarantine"].get("changed_files", "?"), record["quarantine"].get("baseline_snapshot", "?"))))
     return 0
 
 

@@ -3,10 +3,14 @@ runs `restic forget --keep-last 1 --prune`. Miyun's next pull copies a valid, em
 the quarantine gate keeps it out of history (no snapshot, no pruning), the unit, the dead-man and
 the metric go red within that one pull, every pre-attack restore point stays readable in miyun's
 newest snapshot, and `archive-dr release` (logged on the host and in the audit ledger) lets the
-next pulls through again."""
+next pulls through again. The same for the file replica: 5 % of geo's PDFs encrypted in place are
+held in quarantine after one pull, the pre-attack snapshot stays intact, `archive-dr release files`
+lets history go on."""
 from __future__ import annotations
 
 import json
+import math
+import shlex
 import subprocess
 import sys
 import time
@@ -50,6 +54,17 @@ def pull():
     return try_sh(MIYUN, "systemctl start archive-dr-replica-pull@restic.service", timeout=900)
 
 
+def held_after_one_pull(pull_once, job_status):
+    """(seconds from the attack to the alert, the job's status, its findings as one text): the first pull
+    after an attack must be held in quarantine."""
+    attacked = time.time()
+    r = pull_once()
+    alerted = time.time() - attacked
+    st = job_status()
+    assert r.returncode != 0 and st["outcome"] == "quarantine", st
+    return alerted, st, " ".join(st["quarantine"]["findings"])
+
+
 def test_forget_at_geo_is_held_in_quarantine_and_history_survives():
     sh(MIYUN, STOP_PULLS.format(job="restic"))
     try:
@@ -67,12 +82,7 @@ def test_forget_at_geo_is_held_in_quarantine_and_history_survives():
         sh(APPLIANCE, GEO_RESTIC + "restic forget --keep-last 1 --group-by '' --prune && restic check")
         assert len(geo_snapshot_ids()) == 1
 
-        attacked = time.time()
-        r = pull()
-        alerted = time.time() - attacked
-        st = status()
-        assert r.returncode != 0 and st["outcome"] == "quarantine", st
-        findings = " ".join(st["quarantine"]["findings"])
+        alerted, st, findings = held_after_one_pull(pull, status)
         assert "CRITICAL mass-vanish" in findings, findings
         assert snapshots() == before_snaps, "the quarantined pull became history"
         assert miyun_snapshot_ids(before_snaps[-1]) == before_ids, "a pre-attack restore point is gone at miyun"
@@ -189,3 +199,105 @@ def test_a_flipped_byte_in_a_snapshot_is_reported_with_its_name():
             r, v, _ = verify("files")
         sh(MIYUN, "systemctl start archive-dr-replica-pull-files.timer")
     assert r.returncode == 0 and v["outcome"] == "ok", (r.stdout, v)
+
+
+# ---------------------------------------------------------------- the file-tree gate (ransomware at geo)
+GEO = "geo-archive"
+STORE = "/srv/archive"
+FILE_SNAPS = "/srv/dr/files/snapshots"
+STASH = "/var/tmp/archive-dr-file-gate-test"      # on geo-archive: the victims' originals, to put back
+
+
+def file_status():
+    return json.loads(sh(MIYUN, "cat %s/files.json" % STATUS).stdout or "{}")
+
+
+def file_snapshots():
+    return sorted(sh(MIYUN, "ls -1 %s" % FILE_SNAPS).stdout.split())
+
+
+def pull_files():
+    return try_sh(MIYUN, "systemctl start archive-dr-replica-pull@files.service", timeout=900)
+
+
+def fixity():
+    """{file_path: sha256} of the archive's items at miyun's standby (what verification compares with)."""
+    out = sh(MIYUN, "cd /tmp && runuser -u postgres -- psql -XAt -F '|' -d archive -c "
+                    "'SELECT file_path, sha256 FROM archive_item'").stdout
+    return {p.lstrip("/"): h for p, h in (line.split("|", 1) for line in out.splitlines() if "|" in line)}
+
+
+def sha256s(root, rels):
+    out = sh(MIYUN, "cd %s && sha256sum -- %s" % (root, " ".join(shlex.quote(r) for r in rels))).stdout
+    return {line[66:]: line[:64] for line in out.splitlines()}
+
+
+def release_files(reason):
+    return subprocess.run([sys.executable, "-m", "archive_dr", "release", "files", "--by", "lab-test", "--reason", reason],
+                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=900)
+
+
+def test_encrypted_files_at_geo_are_held_in_quarantine():
+    """Ransomware at geo encrypts 5 % of the archive's PDFs in place (openssl enc, as the drill does). The
+    next file pull raises a critical finding and takes no snapshot; every pre-attack file in miyun's newest
+    snapshot still matches its fixity record; once geo is repaired, an operator's release lets the pulls
+    make history again."""
+    sh(MIYUN, STOP_PULLS.format(job="files"))
+    restored = True
+    try:
+        st = file_status()
+        assert "quarantine" not in st, "the file replica is held already: %s" % st.get("quarantine")
+        assert pull_files().returncode == 0 and file_status()["outcome"] == "success", file_status()
+        before = file_snapshots()
+        pdfs = [p[2:] for p in sorted(sh(GEO, "cd %s && find . -type f -name '*.pdf'" % STORE).stdout.split())]
+        k = max(3, math.ceil(0.05 * len(pdfs)))
+        victims = pdfs[::max(1, len(pdfs) // k)][:k]
+        records = fixity()
+        assert set(victims) <= set(records), "victims without a fixity record: %s" % (set(victims) - set(records))
+        assert sha256s("%s/%s" % (FILE_SNAPS, before[-1]), victims) == {v: records[v] for v in victims}, \
+            "the newest snapshot does not hold geo's files yet"
+
+        # the attack: each file encrypted in place with a key that is thrown away; the originals kept aside
+        restored = False
+        sh(GEO, "set -euo pipefail; rm -rf {s}; mkdir -p {s}; cd {r}; for f in {v}; do "
+                "cp -a --parents \"$f\" {s}/; openssl enc -aes-256-cbc -pbkdf2 -pass pass:\"$(openssl rand -hex 32)\" "
+                "-in \"$f\" -out \"$f.enc\"; cat \"$f.enc\" > \"$f\"; rm \"$f.enc\"; done".format(
+                    s=STASH, r=STORE, v=" ".join(shlex.quote(v) for v in victims)))
+        alerted, st, findings = held_after_one_pull(pull_files, file_status)
+        assert "CRITICAL mass-change" in findings or "CRITICAL suspicious-content" in findings, findings
+        assert file_snapshots() == before, "the encrypted tree became history"
+        held = sha256s("%s/%s" % (FILE_SNAPS, before[-1]), victims)
+        assert held == {v: records[v] for v in victims}, "a pre-attack file in miyun's snapshot is not intact"
+        assert sha256s("/srv/dr/files/current", victims) != held, "the working copy did not follow geo"
+        assert 'archive_dr_replica_quarantined{job="files"} 1' in sh(
+            MIYUN, "cat /var/lib/prometheus/node-exporter/archive_dr_replica.prom").stdout
+        deadman = try_sh(MIYUN, "%s deadman" % TOOL)
+        assert deadman.returncode == 1 and "QUARANTINE files" in deadman.stdout, deadman.stdout
+        print("\nfile gate: %d of %d PDFs encrypted at geo; critical alert after one pull, %.1f s: %s"
+              % (len(victims), len(pdfs), alerted, findings[:300]))
+
+        # geo repaired (the originals back, their own mtimes): the copy looks clean and is still held
+        sh(GEO, "cp -a %s/. %s/ && rm -rf %s" % (STASH, STORE, STASH))
+        restored = True
+        assert pull_files().returncode != 0 and file_status()["outcome"] == "quarantine"
+        st = file_status()
+        assert not [f for f in st["quarantine"]["last_findings"] if f.startswith("CRITICAL")], st["quarantine"]
+        assert file_snapshots() == before
+
+        released = release_files("encryption at geo was the lab attack test; geo's files put back and checked")
+        assert released.returncode == 0, released.stdout[-3000:] + released.stderr[-2000:]
+        st = file_status()
+        assert "quarantine" not in st and st["outcome"] == "success", st
+        after = file_snapshots()
+        assert after[-1] not in before and set(before) <= set(after)
+        assert sha256s("%s/%s" % (FILE_SNAPS, after[-1]), victims) == {v: records[v] for v in victims}
+        log = [json.loads(line) for line in sh(MIYUN, "cat %s/files.releases.jsonl" % STATUS).stdout.splitlines()]
+        assert log[-1]["by"] == "lab-test" and log[-1]["snapshot"] == after[-1]
+        assert pull_files().returncode == 0 and file_status()["outcome"] == "success"
+    finally:
+        if not restored:
+            sh(GEO, "test -d %s && cp -a %s/. %s/ && rm -rf %s" % (STASH, STASH, STORE, STASH), check=False)
+            pull_files()
+        if file_status().get("quarantine"):          # never leave the lab's file history frozen
+            try_sh(MIYUN, "%s release files --by lab-test --reason 'cleanup after a failed file-gate test'" % TOOL)
+        sh(MIYUN, "systemctl start archive-dr-replica-pull-files.timer")

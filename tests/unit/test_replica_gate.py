@@ -39,7 +39,7 @@ def job(tmp_path, monkeypatch):
 
     monkeypatch.setattr(rt, "ensure_subvolume", lambda path: os.makedirs(path, exist_ok=True))
     monkeypatch.setattr(rt, "rsync_phase", lambda cfg, job, phase, dest: (0, 1, {"bytes_received": 10, "bytes_sent": 1,
-                                                                                 "transferred_file_bytes": 5}, ""))
+                                                                                 "transferred_file_bytes": 5}, "", []))
     monkeypatch.setattr(rt, "verify_copy", lambda cfg, job, path: (True, "check ok", list(state["points"])))
     monkeypatch.setattr(rt, "take_snapshot", snapshot)
     monkeypatch.setattr(rt, "timers", lambda: {})

@@ -67,7 +67,7 @@ def files_job(tmp_path, monkeypatch):
         repairs.append(names)
         for rel in names:
             shutil.copy2(geo / rel, os.path.join(dest, rel))
-        return 0, len(names), {"bytes_received": 0, "bytes_sent": 0, "transferred_file_bytes": 0}, ""
+        return 0, len(names), {"bytes_received": 0, "bytes_sent": 0, "transferred_file_bytes": 0}, "", names
 
     monkeypatch.setattr(rt, "fixity_records", lambda cfg, spec: dict(records))
     monkeypatch.setattr(rt, "rsync_phase", rsync_from_geo)
@@ -131,12 +131,12 @@ def test_todays_share_reads_only_its_files(files_job):
 def test_damage_a_repair_could_not_fix_is_never_snapshotted(files_job, monkeypatch):
     cfg, working, _, _ = files_job
     flip(working / "2019" / "003.pdf")
-    monkeypatch.setattr(rt, "rsync_phase", lambda cfg, job, phase, dest: (12, 0, {}, "connection unexpectedly closed"))
+    monkeypatch.setattr(rt, "rsync_phase", lambda cfg, job, phase, dest: (12, 0, {}, "connection unexpectedly closed", []))
     assert rt.cmd_verify(cfg, "files", full=True) == 1
     assert status(cfg)["verify"]["working_ok"] is False
     # geo reachable again, the quick check sees nothing to move: the pull must not snapshot the damage
     monkeypatch.setattr(rt, "rsync_phase", lambda cfg, job, phase, dest: (
-        0, 1, {"bytes_received": 1, "bytes_sent": 1, "transferred_file_bytes": 0}, ""))
+        0, 1, {"bytes_received": 1, "bytes_sent": 1, "transferred_file_bytes": 0}, "", []))
     monkeypatch.setattr(rt, "take_snapshot", lambda spec, now: pytest.fail("snapshot of a damaged copy"))
     monkeypatch.setattr(rt, "ensure_subvolume", lambda path: None)
     assert rt.cmd_pull(cfg, "files") == 1

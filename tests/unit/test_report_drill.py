@@ -254,3 +254,55 @@ def test_preflight_gates(tmp_path, monkeypatch):
     cfg["playbooks"]["failback_ransomware"] = "no-such-repair.yml"
     with pytest.raises(RuntimeError, match="failback_ransomware"):
         drill.preflight(cfg, "ransomware", "destructive", lab_inv)
+
+
+class _FakeHeartbeat:
+    def __init__(self, *a, **k):
+        self.acked_db, self.acked_files, self.errors, self.alive = [], [], 0, False
+
+    def start(self):
+        self.alive = True
+        now = time.time()
+        self.acked_db, self.acked_files = [now - 2, now - 1], [now - 2, now - 1]
+
+    def stop(self):
+        self.alive = False
+        return self.acked_db[-1]
+
+    def is_alive(self):
+        return self.alive
+
+
+@pytest.mark.parametrize("scenario,mode,released", [
+    ("ransomware", "destructive", True), ("ransomware", "non-destructive", False), ("host-lost", "destructive", False)])
+def test_only_the_destructive_ransomware_drill_releases_the_file_replica(scenario, mode, released, tmp_path,
+                                                                         monkeypatch):
+    """The attack's encrypted files hold the file replica's pulls in quarantine; after geo's repair the drill
+    releases them through the playbook of `archive-dr release` (phase release, after failback)."""
+    cfg = {"playbooks": {"recover_host-lost": "promote-miyun.yml", "recover_ransomware": "replica.yml",
+                         "recover_scratch": "replica.yml", "failback": "failback-geo.yml",
+                         "failback_ransomware": "repair-geo.yml"},
+           "disaster_commands": {"host-lost": [["true"]]}, "heartbeat_warmup": 0, "ransomware_files": 20,
+           "sites": {"scratch": {"host": "miyun-store"}}}
+    ran = []
+    monkeypatch.setattr(drill, "load_config", lambda inventory: ({"rto_seconds": 3600, "rpo_seconds": 60}, cfg))
+    monkeypatch.setattr(drill, "preflight", lambda *a: "ok")
+    monkeypatch.setattr(drill, "playbook", lambda name, inventory, extra=None, timeout=3600: ran.append((name, extra)))
+    monkeypatch.setattr(drill, "commands", lambda *a, **k: "ran")
+    monkeypatch.setattr(drill, "verify", lambda *a: {"passed": True, "summary": "ok"})
+    monkeypatch.setattr(drill, "newest_recovered", lambda *a: (time.time() - 1, time.time() - 1))
+    monkeypatch.setattr(drill, "Heartbeat", _FakeHeartbeat)
+    monkeypatch.setattr(drill, "heartbeat_ssh_argv", lambda *a: [])
+    res = drill.run(scenario, mode, [tmp_path / "inventory"], tmp_path / "reports")
+    assert not res.get("error"), res.get("error")
+    names = [p["name"] for p in res["phases"]]
+    releases = [extra for name, extra in ran if name == drill.RELEASE_PLAYBOOK]
+    if not released:
+        assert "release" not in names and releases == []
+        return
+    assert names[names.index("failback"):] == ["failback", "release", "verify-failback"]
+    phase = res["phases"][names.index("release")]
+    assert phase["ok"] and phase["label"].startswith("放行 release")
+    assert releases == [{"replica_release_job": "files", "replica_release_by": releases[0]["replica_release_by"],
+                         "replica_release_reason": "drill %s: geo repaired (repair-geo.yml)" % res["id"]}]
+    assert releases[0]["replica_release_by"].endswith("(archive-dr drill)")
