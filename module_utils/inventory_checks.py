@@ -63,7 +63,7 @@ SCHEDULE_VARS = ("backup_appliance_deadman_schedule", "replica_repo_pull_schedul
 RETENTION_VARS = ("replica_files_retention", "replica_repo_retention")
 # Their schema: retention by calendar time at miyun (replica_tool.retention_policy, docs/dr-history.md).
 REPLICA_RETENTION_PERIODS = ("hourly", "daily", "weekly", "monthly", "yearly")
-REPLICA_RETENTION_KEYS = ("keep_all_days",) + REPLICA_RETENTION_PERIODS
+REPLICA_RETENTION_KEYS = ("keep_all_days", "vanished_keep_days") + REPLICA_RETENTION_PERIODS
 WAN_RATE_VARS = ("site_gateway_wan_rate", "lab_wan_rate")
 EXTRA_SUBNET_VARS = {"lab_wan_subnet": "the WAN", "lab_mgmt_subnet": "the management network"}
 
@@ -360,6 +360,9 @@ def _replica_retention_errors(var: str, retention) -> list:
             out.append(f"{var}.{key} is {int(value)}; a count of calendar periods must be >= 0")
     if out:
         return out
+    if "vanished_keep_days" in retention and int(retention["vanished_keep_days"]) < 1:
+        out.append(f"{var}.vanished_keep_days is {int(retention['vanished_keep_days'])}; give >= 1 days, or leave it "
+                   "out to keep vanished restore points for ever")
     if "keep_all_days" not in retention:
         out.append(f"{var}.keep_all_days is missing (every snapshot younger than this many days is kept; >= 1)")
     elif int(retention["keep_all_days"]) < 1:

@@ -40,6 +40,7 @@ it; the working copy keeps following geo, history stops at the last good snapsho
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import fcntl
 import hashlib
@@ -59,8 +60,12 @@ DEFAULT_CONFIG = "/etc/archive-dr/replica.json"
 STAMP_FMT = "%Y%m%dT%H%M%SZ"
 SNAP_RE = re.compile(r"^(\d{8}T\d{6}Z)$")
 # A job's retention (replica_files_retention / replica_repo_retention): calendar time, never counts of pulls.
-RETENTION_KEYS = ("keep_all_days",) + dr_history.PERIODS
+# vanished_keep_days is not a calendar bucket: it limits how long a restore point gone from geo pins the
+# snapshot that holds it (absent = forever), so it is not passed to dr_history.RetentionPolicy.
+RETENTION_KEYS = ("keep_all_days",) + dr_history.PERIODS + ("vanished_keep_days",)
 PERMANENT = "permanent"   # yearly: the newest snapshot of every calendar year, kept forever
+# Jobs whose copies hold restore points (dr_history.RestorePoint): what each snapshot holds is recorded.
+REPOSITORY_KINDS = ("pgbackrest", "restic")
 
 
 # ---------------------------------------------------------------- pure helpers
@@ -93,6 +98,12 @@ def retention_policy(policy):
     Every snapshot younger than D days (>= 1) is kept; the counts are calendar hours / days /
     ISO weeks / months / years back from now (Beijing time), each >= 0 (missing = 0), at least
     one > 0; ``yearly`` may be ``"permanent"``: the newest snapshot of every year, forever.
+
+    ``vanished_keep_days: N`` (optional, whole number >= 1) applies to repository jobs only
+    (:func:`snapshot_plan_with_points`): a restore point that vanished from geo keeps the newest
+    snapshot holding it only while the point is younger than N days. Absent, such a point is kept
+    forever: expiry at miyun is miyun's own decision, never geo's (accounting archives have
+    statutory periods of 10 and 30 years, or permanent). It is checked here, not passed on.
     """
     keys = ", ".join(RETENTION_KEYS)
     if not isinstance(policy, dict):
@@ -109,6 +120,7 @@ def retention_policy(policy):
         raise ValueError("retention: keep_all_days must be a whole number of days >= 1 (every snapshot younger "
                          "is kept; a retention of 0 would let new pulls expire what was kept), got %r"
                          % (policy.get("keep_all_days"),))
+    vanished_keep_days(policy)
     counts = {}
     for period in dr_history.PERIODS:
         value = policy.get(period, 0)
@@ -126,6 +138,39 @@ def retention_policy(policy):
     return dr_history.RetentionPolicy(min_age_keep=dt.timedelta(days=days), **counts)
 
 
+def vanished_keep_days(policy):
+    """Days a restore point gone from geo still pins its snapshot (a job's retention mapping):
+    None when the policy does not say (kept forever), else a whole number >= 1; ValueError otherwise.
+    A ``dr_history.RetentionPolicy`` knows no such limit: None."""
+    if not isinstance(policy, dict) or policy.get("vanished_keep_days") is None:
+        return None
+    days = _whole(policy["vanished_keep_days"])
+    if days is None or days < 1:
+        raise ValueError("retention: vanished_keep_days must be a whole number of days >= 1 (leave it out to keep "
+                         "restore points that vanished from geo forever), got %r" % (policy["vanished_keep_days"],))
+    return days
+
+
+def _plan_clock(now):
+    """The retention clock as an aware datetime: ``now`` (Unix time or aware datetime), default the host's."""
+    if now is None:
+        return dt.datetime.now(dt.timezone.utc)
+    if isinstance(now, (int, float)) and not isinstance(now, bool):
+        return dt.datetime.fromtimestamp(now, dt.timezone.utc)
+    return now
+
+
+def calendar_plan(names, policy, now=None, frozen=False):
+    """(keep, delete, reasons) of snapshot names under a job's retention by calendar time (pure):
+    :func:`snapshot_plan` with ``reasons`` (name -> why it is kept or expired), which the ``prune``
+    sub-command prints. ``frozen``: a quarantine is active, everything is kept."""
+    pol = policy if isinstance(policy, dr_history.RetentionPolicy) else retention_policy(policy)
+    points = [dr_history.RestorePoint("snapshot", n, dt.datetime.fromtimestamp(parse_stamp(n), dt.timezone.utc), "")
+              for n in sorted(set(names)) if parse_stamp(n) is not None]
+    keep, expire, reasons = dr_history.retention_plan(points, pol, _plan_clock(now), frozen)
+    return sorted(p.id for p in keep), sorted(p.id for p in expire), {n: list(r) for n, r in reasons.items()}
+
+
 def snapshot_plan(names, policy, now=None):
     """(keep, delete): sorted snapshot names under a job's retention by calendar time (pure).
 
@@ -135,13 +180,66 @@ def snapshot_plan(names, policy, now=None):
     snapshot is always kept, and so is every one younger than keep_all_days: no number of
     fresh pulls pushes a snapshot out that was kept (``dr_history.retention_plan``).
     """
-    pol = policy if isinstance(policy, dr_history.RetentionPolicy) else retention_policy(policy)
-    if isinstance(now, (int, float)) and not isinstance(now, bool):
-        now = dt.datetime.fromtimestamp(now, dt.timezone.utc)
-    points = [dr_history.RestorePoint("snapshot", n, dt.datetime.fromtimestamp(parse_stamp(n), dt.timezone.utc), "")
-              for n in sorted(set(names)) if parse_stamp(n) is not None]
-    keep, expire, _ = dr_history.retention_plan(points, pol, now)
-    return sorted(p.id for p in keep), sorted(p.id for p in expire)
+    keep, delete, _ = calendar_plan(names, policy, now)
+    return keep, delete
+
+
+def restore_point_name(point):
+    """How a restore point is named to an operator: ``kind:label`` (pgbackrest:20261203-101010F)."""
+    return "%s:%s" % (point.kind, point.name)
+
+
+def snapshot_plan_with_points(names, held, policy, now=None, frozen=False):
+    """(keep, delete, reasons) of snapshot names that keeps every restore point geo no longer has (pure).
+
+    Calendar retention alone counts snapshot times: after an attack at geo is released, the
+    post-attack snapshots win every day/week/month/year bucket and the last pre-attack snapshot,
+    the only one still holding the pre-attack restore points, expires with its month. Geo's own
+    expiry is no better a guide: what vanished from geo is exactly what miyun exists to keep.
+
+    ``held``: snapshot name -> the ``dr_history.RestorePoint`` s it holds (a name missing = not
+    known, e.g. a snapshot taken before points were recorded). A restore point *vanished* when the
+    newest snapshot does not hold it (identity: id and fingerprint, so the original of a rewritten
+    point counts as vanished); when the newest snapshot's points are not known, every point is
+    treated as vanished. Kept: what :func:`calendar_plan` keeps and, for every vanished point that
+    no kept snapshot holds yet, oldest point first, the newest snapshot that holds it -- unless the
+    policy gives ``vanished_keep_days`` and the point itself is older than that. The reasons of
+    such a snapshot name the vanished points it holds that no snapshot kept by the calendar holds.
+
+    Every restore point held by some snapshot before the plan is held by a kept one after it, so
+    applying the plan pull after pull never loses one. Only points no kept snapshot holds pin one,
+    and the newest holder of the oldest such point holds the most of the points after it (a
+    source keeping its last N points puts each in N consecutive snapshots): geo's daily expiry
+    does not pin every daily snapshot, the calendar's weekly ones already hold a week of points.
+    Snapshots whose points are not known follow the calendar alone.
+    """
+    now = _plan_clock(now)
+    keep, delete, reasons = calendar_plan(names, policy, now, frozen)
+    if frozen or not keep:
+        return keep, delete, reasons
+    limit = vanished_keep_days(policy)
+    newest = keep[-1]                                   # the newest snapshot is always kept
+    current = None if newest not in held else {(p.id, p.fingerprint) for p in held[newest]}
+    vanished, newest_holder = {}, {}
+    for name in sorted(set(keep) | set(delete)):        # ascending: the last holder seen is the newest
+        for p in held.get(name, ()):
+            key = (p.id, p.fingerprint)
+            if (current is None or key not in current) and (limit is None or now - p.time <= dt.timedelta(days=limit)):
+                vanished[key], newest_holder[key] = p, name
+    by_calendar = {(p.id, p.fingerprint) for n in keep for p in held.get(n, ())}
+    covered, pins = set(by_calendar), []
+    for key in sorted(vanished, key=lambda k: (vanished[k].time, k)):
+        if key not in covered:
+            pins.append(newest_holder[key])
+            covered |= {(p.id, p.fingerprint) for p in held[newest_holder[key]]}
+    for name in pins:                                   # expired by the calendar: its reasons are these
+        reasons[name] = [
+            ("holds vanished restore point %s (%s)" if current is not None else
+             "holds restore point %s (%s); the newest snapshot's points are not recorded")
+            % (restore_point_name(p), p.time.strftime("%Y-%m-%d %H:%M:%SZ"))
+            for p in sorted(held[name], key=lambda p: (p.time, p.id))
+            if (p.id, p.fingerprint) in vanished and (p.id, p.fingerprint) not in by_calendar]
+    return sorted(set(keep) | set(pins)), [n for n in delete if n not in pins], reasons
 
 
 def should_snapshot(ok, changed, pending, last_snapshot, now, min_interval, have_any):
@@ -610,6 +708,56 @@ def accept_points(cfg, job, st, points, now):
     st["last_accepted"] = now
 
 
+def snapshot_points_dir(cfg, job):
+    """Where the restore points each snapshot of a repository job holds are recorded, one file a snapshot."""
+    return os.path.join(cfg["status_dir"], job + ".points")
+
+
+def record_snapshot_points(cfg, job, name, points):
+    """Record the restore points snapshot ``name`` holds (``<status_dir>/<job>.points/<name>.json``) so
+    retention can keep the snapshots that alone hold points gone from geo (:func:`snapshot_plan_with_points`)
+    without reading every snapshot with restic or pgBackRest. The path, or None for a files job or
+    unknown points (nothing to record)."""
+    if cfg["jobs"][job]["kind"] not in REPOSITORY_KINDS or points is None:
+        return None
+    path = os.path.join(snapshot_points_dir(cfg, job), name + ".json")
+    _atomic_write(path, dr_history.dump_points(points), mode=0o600)
+    return path
+
+
+def load_snapshot_points(points_dir, names):
+    """({name: restore points} of the snapshots whose record exists, names whose record is unreadable)."""
+    held, unreadable = {}, set()
+    for name in names:
+        try:
+            with open(os.path.join(points_dir, name + ".json"), encoding="utf-8") as f:
+                held[name] = dr_history.load_points(f.read())
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError, TypeError, KeyError):
+            unreadable.add(name)
+    return held, unreadable
+
+
+@dataclasses.dataclass(frozen=True)
+class RetentionWithPoints:
+    """A repository job's retention for :func:`prune`: its retention mapping and where the restore
+    points of its snapshots are recorded. It travels as prune's ``policy`` so that ``prune(snap_dir,
+    policy)`` keeps one shape for every kind of job (a files job passes its mapping as it is)."""
+
+    retention: dict
+    points_dir: str
+
+
+def job_retention(cfg, job):
+    """What :func:`prune` gets as the policy of ``job``: a repository job's retention with its
+    recorded restore points (:class:`RetentionWithPoints`), a files job's retention mapping."""
+    spec = cfg["jobs"][job]
+    if spec["kind"] in REPOSITORY_KINDS:
+        return RetentionWithPoints(spec["retention"], snapshot_points_dir(cfg, job))
+    return spec["retention"]
+
+
 def take_snapshot(spec, now):
     """Name of the read-only snapshot taken of the working copy; RuntimeError if btrfs refuses."""
     snaps = list_snapshots(spec["snapshots"])
@@ -622,16 +770,109 @@ def take_snapshot(spec, now):
     return name
 
 
-def prune(snap_dir, policy, now=None):
-    """Delete the snapshots the job's retention expires (:func:`snapshot_plan`; calendar time);
-    (kept, deleted) names. A bad policy raises ValueError before anything is deleted."""
-    keep, delete = snapshot_plan(list_snapshots(snap_dir), policy, now)
-    for n in delete:
+def prune_plan(snap_dir, policy, now=None, frozen=False):
+    """(keep, delete, reasons) for the snapshots in snap_dir; deletes nothing. ``policy``: a
+    retention mapping (:func:`calendar_plan`) or a :class:`RetentionWithPoints` (the recorded restore
+    points are read: :func:`snapshot_plan_with_points`). A snapshot whose record cannot be read is
+    kept: what it alone holds is not known, and nothing is lost by waiting for the record's repair."""
+    names = list_snapshots(snap_dir)
+    if not isinstance(policy, RetentionWithPoints):
+        return calendar_plan(names, policy, now, frozen)
+    held, unreadable = load_snapshot_points(policy.points_dir, names)
+    keep, delete, reasons = snapshot_plan_with_points(names, held, policy.retention, now, frozen)
+    for name in unreadable & set(delete):
+        reasons[name] = ["its restore points record %s is unreadable: kept until it is repaired"
+                         % os.path.join(policy.points_dir, name + ".json")]
+    return sorted(set(keep) | (unreadable & set(delete))), [n for n in delete if n not in unreadable], reasons
+
+
+def delete_snapshots(snap_dir, names, policy=None):
+    """Delete snapshots with btrfs (and, for a :class:`RetentionWithPoints`, their restore points
+    records once the snapshot is gone); a snapshot btrfs refuses is reported and left as it is."""
+    for n in names:
         p = os.path.join(snap_dir, n)
         r = run(["btrfs", "subvolume", "delete", p])
         if r.returncode:
             print("replica: cannot delete snapshot %s: %s" % (p, r.stderr.strip()), file=sys.stderr)
+        elif isinstance(policy, RetentionWithPoints):
+            try:
+                os.remove(os.path.join(policy.points_dir, n + ".json"))
+            except FileNotFoundError:
+                pass
+
+
+def prune(snap_dir, policy, now=None):
+    """Delete the snapshots the job's retention expires (:func:`prune_plan`: calendar time, and for
+    a repository job the snapshots that alone hold restore points gone from geo are kept);
+    (kept, deleted) names. A bad policy raises ValueError before anything is deleted."""
+    keep, delete, _ = prune_plan(snap_dir, policy, now)
+    delete_snapshots(snap_dir, delete, policy)
     return keep, delete
+
+
+def parse_clock(text, now):
+    """The retention clock of ``prune --now`` (an aware UTC datetime): ``+Nd`` is N days after
+    ``now`` (Unix time), else an ISO 8601 time with its zone (``Z`` or an offset): the calendar
+    buckets are Beijing days, so a time without a zone would be a guess."""
+    m = re.fullmatch(r"\+(\d+)d", text.strip())
+    if m:
+        return dt.datetime.fromtimestamp(now, dt.timezone.utc) + dt.timedelta(days=int(m.group(1)))
+    try:
+        t = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        t = None
+    if t is None or t.tzinfo is None or t.utcoffset() is None:
+        raise ValueError("--now: expected +Nd or an ISO 8601 time with a zone (2027-12-31T12:00:00+08:00 or "
+                         "...Z), got %r" % text)
+    return t.astimezone(dt.timezone.utc)
+
+
+def _plan_lines(keep, delete, reasons, most=5):
+    """One line a snapshot, oldest first: keep/delete, its name, why (at most ``most`` reasons)."""
+    lines = []
+    for name in sorted(set(keep) | set(delete)):
+        why = reasons.get(name) or []
+        shown = "; ".join(why[:most]) + ("; and %d more" % (len(why) - most) if len(why) > most else "")
+        lines.append("%-6s %s  %s" % ("keep" if name in keep else "delete", name, shown))
+    return lines
+
+
+def cmd_prune(cfg, job, now=None, dry_run=False):
+    """Apply (or with ``dry_run`` only print) the job's retention at the clock ``now`` (an aware
+    datetime; default the host's): each snapshot, keep or delete, and why. ``now`` moves the
+    retention logic's clock, not the host's, to see what a year of retention does to today's
+    snapshots. A quarantine freezes retention, as in a pull: everything is kept (exit 3)."""
+    if job not in cfg["jobs"]:
+        raise ValueError("unknown job %r (have %s)" % (job, ", ".join(sorted(cfg["jobs"]))))
+    spec = cfg["jobs"][job]
+    lock = None if dry_run else _lock(cfg, job, wait=RELEASE_LOCK_WAIT)
+    if not dry_run and lock is None:
+        raise RuntimeError("a pull of %s is still running after %d s; prune after it ends" % (job, RELEASE_LOCK_WAIT))
+    host = time.time()
+    clock = now or dt.datetime.fromtimestamp(host, dt.timezone.utc)
+    st = load_job_status(cfg, job)
+    frozen = bool(st.get("quarantine"))
+    policy = job_retention(cfg, job)
+    keep, delete, reasons = prune_plan(spec["snapshots"], policy, clock, frozen)
+    ahead = (clock.timestamp() - host) / 86400
+    print("replica %s: retention at %s%s: %d kept, %d %s%s" % (
+        job, clock.strftime("%Y-%m-%dT%H:%M:%SZ"), " (%+.1f day(s) from the host's clock)" % ahead if now else "",
+        len(keep), len(delete), "to delete (dry run, nothing deleted)" if dry_run else "deleted",
+        " -- QUARANTINE since %s: retention frozen until released" % stamp(float(st["quarantine"]["since"]))
+        if frozen else ""))
+    for line in _plan_lines(keep, delete, reasons):
+        print(line)
+    if not dry_run and not frozen:
+        delete_snapshots(spec["snapshots"], delete, policy)
+        kept = list_snapshots(spec["snapshots"])
+        if st.get("damaged_snapshots"):
+            st["damaged_snapshots"] = {n: d for n, d in st["damaged_snapshots"].items() if n in kept}
+        st["snapshots"] = len(kept)
+        save_job_status(cfg, job, st)
+        write_metrics(cfg)
+    if lock is not None:
+        lock.close()
+    return 3 if frozen else 0
 
 
 def _lock(cfg, job, wait=False):
@@ -873,18 +1114,19 @@ def cmd_pull(cfg, job):
                          float(spec.get("snapshot_min_interval", 0)), bool(snaps)):
         try:
             took, pending = take_snapshot(spec, end), False
+            record_snapshot_points(cfg, job, took, points)
             st["last_snapshot"] = end
             st["last_snapshot_name"] = took
             if spec["kind"] == "files":
                 clear_window(cfg, job)
-        except RuntimeError as e:
+        except (RuntimeError, OSError) as e:   # OSError: the snapshot's restore-point record not written
             ok, err = False, str(e)
     if ok:
         if points is not None:
             accept_points(cfg, job, st, points, end)
         st["gate_findings"] = findings
     kept, deleted = (list_snapshots(spec["snapshots"]), []) if quarantine else prune(spec["snapshots"],
-                                                                                      spec["retention"])
+                                                                                      job_retention(cfg, job))
     if st.get("damaged_snapshots"):
         st["damaged_snapshots"] = {n: d for n, d in st["damaged_snapshots"].items() if n in kept}
     st.update({"job": job, "kind": spec["kind"], "last_run_start": start, "last_run_end": end,
@@ -935,6 +1177,7 @@ def cmd_release(cfg, job, by, reason):
                            "`replica_tool.py verify %s --full` before releasing" % (st["verify"].get("working_after"), job))
     now = time.time()
     name = take_snapshot(spec, now)
+    record_snapshot_points(cfg, job, name, points)
     if points is not None:
         accept_points(cfg, job, st, points, now)
     if spec["kind"] == "files":
@@ -1046,6 +1289,12 @@ def main(argv=None):
     rel.add_argument("job")
     rel.add_argument("--by", required=True)
     rel.add_argument("--reason", required=True)
+    pru = sub.add_parser("prune", help="apply the job's retention now, or print the plan at another clock")
+    pru.add_argument("job")
+    pru.add_argument("--now", help="the retention clock: ISO 8601 with a zone, or +Nd (N days after the host's "
+                     "clock); the host's clock is not touched. Without --dry-run the plan at that clock is "
+                     "applied: snapshots the host's clock would still keep are deleted")
+    pru.add_argument("--dry-run", action="store_true", help="print the plan (keep/delete and why), delete nothing")
     sub.add_parser("metrics")
     sub.add_parser("deadman")
     sub.add_parser("show")
@@ -1058,6 +1307,8 @@ def main(argv=None):
             return cmd_verify(cfg, a.job, a.full, a.subset)
         if a.cmd == "release":
             return cmd_release(cfg, a.job, a.by, a.reason)
+        if a.cmd == "prune":
+            return cmd_prune(cfg, a.job, parse_clock(a.now, time.time()) if a.now else None, a.dry_run)
         if a.cmd == "metrics":
             write_metrics(cfg)
             return 0

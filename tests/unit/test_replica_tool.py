@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
+import dataclasses
 
 import pytest
 import yaml
 
+import dr_history
 import replica_tool as rt  # module_utils/ is on the test path (pyproject.toml)
 from archive_dr.paths import ROOT
 
@@ -162,6 +166,240 @@ def test_retention_shipped_policies_are_valid(path):
     for var, policy in policies.items():
         assert "last" not in policy, var
         rt.retention_policy(policy)
+
+
+# ---------------------------------------------------------------- retention that keeps vanished restore points
+def backup_set(label, fingerprint="immutable"):
+    """A pgBackRest backup set of stanza main as dr_history parses it (time from its label)."""
+    time = dt.datetime.strptime(label[:15], "%Y%m%d-%H%M%S").replace(tzinfo=dt.timezone.utc)
+    return dr_history.RestorePoint(kind="pgbackrest", id="main:" + label, time=time, fingerprint=fingerprint,
+                                   series="main", label=label)
+
+
+def nightly_sets(first, last):
+    """One full backup set a day at 02:00 UTC (10:00 Beijing, the same calendar day), first to last (dates)."""
+    return [backup_set((first + dt.timedelta(days=i)).strftime("%Y%m%d") + "-020000F")
+            for i in range((last - first).days + 1)]
+
+
+def pulled_daily(sets, keep_last):
+    """{snapshot name: points}: a pull at 04:00 UTC after each set, geo keeping its last `keep_last` sets."""
+    return {rt.stamp(at(p.time.year, p.time.month, p.time.day, 4)): sets[max(0, i + 1 - keep_last):i + 1]
+            for i, p in enumerate(sets)}
+
+
+def snap(month, day, hour=4):
+    return rt.stamp(at(2026, month, day, hour))
+
+
+def test_a_snapshot_alone_holding_a_vanished_restore_point_is_kept():
+    sets = nightly_sets(dt.date(2026, 11, 1), dt.date(2026, 12, 10))
+    held = pulled_daily(sets, keep_last=3)
+    for d in range(3, 11):                  # 3 December, 04:30: `pgbackrest expire --repo1-retention-full=1` at geo
+        held[snap(12, d, 5 if d == 3 else 4)] = [backup_set("202612%02d-020000F" % d)]   # released at 05:00
+    now = at(2027, 6, 1, 12)
+    policy = {"keep_all_days": 1, "daily": 14, "weekly": 8, "monthly": 12, "yearly": "permanent"}
+    calendar_keep, _ = rt.snapshot_plan(list(held), policy, now)
+    assert calendar_keep == [snap(11, 30), snap(12, 10)]                    # monthly, yearly and newest
+    keep, delete, reasons = rt.snapshot_plan_with_points(list(held), held, policy, now)
+    pre_attack = snap(12, 3)                # the last pull before the attack: 1, 2 and 3 December
+    assert pre_attack in keep and reasons[pre_attack] == [
+        "holds vanished restore point pgbackrest:202612%02d-020000F (2026-12-%02d 02:00:00Z)" % (d, d)
+        for d in (1, 2, 3)]
+    # geo kept 3 sets: every third snapshot holds the ones before it (28-30 November: the monthly one)
+    assert keep == sorted([snap(11, d) for d in range(3, 28, 3)] + calendar_keep + [pre_attack]
+                          + [snap(12, d) for d in range(4, 10)])
+    assert set(keep) | set(delete) == set(held) and not set(keep) & set(delete)
+    assert snap(12, 3, 5) in delete, "the released snapshot holds nothing the pre-attack one does not"
+    assert {p.id for n in keep for p in held[n]} == {p.id for p in sets}, "every set geo ever had is kept"
+    assert {p.id for n in calendar_keep for p in held[n]} < {p.id for p in sets}
+
+
+def test_vanished_keep_days_lets_miyun_expire_old_vanished_points():
+    sets = nightly_sets(dt.date(2026, 11, 1), dt.date(2026, 11, 20))
+    held = pulled_daily(sets, keep_last=1)
+    now = dt.datetime(2027, 3, 1, 12, tzinfo=dt.timezone.utc)
+    policy = {"keep_all_days": 1, "monthly": 12}
+    forever, _, _ = rt.snapshot_plan_with_points(list(held), held, policy, now)
+    assert forever == sorted(held), "a point gone from geo is kept forever by default"
+    within, _, reasons = rt.snapshot_plan_with_points(list(held), held, dict(policy, vanished_keep_days=110), now)
+    young = {n for n, points in held.items() if now - points[0].time <= dt.timedelta(days=110)}
+    assert within == sorted(young) and len(young) == 9                  # 12..20 November are within 110 days
+    assert reasons[min(young)] == ["holds vanished restore point pgbackrest:20261112-020000F (2026-11-12 02:00:00Z)"]
+    limited, delete, _ = rt.snapshot_plan_with_points(list(held), held, dict(policy, vanished_keep_days=1), now)
+    assert limited == [max(held)] and len(delete) == len(held) - 1      # only November's newest, by the calendar
+
+
+def test_the_newest_snapshot_is_kept_and_what_it_holds_pins_nothing():
+    sets = nightly_sets(dt.date(2026, 11, 1), dt.date(2026, 11, 10))
+    everything = {snap(11, d): sets[:d] for d in range(1, 11)}          # geo never expires a set
+    now, policy = at(2027, 6, 1), {"keep_all_days": 1, "daily": 1}
+    keep, delete, reasons = rt.snapshot_plan_with_points(list(everything), everything, policy, now)
+    assert keep == [snap(11, 10)] and len(delete) == 9 and "newest" in reasons[keep[0]]
+    assert rt.snapshot_plan_with_points([], {}, REPOS, now) == ([], [], {})
+    # the newest set rewritten at geo (same label, other content): its original vanished and is pinned
+    rewritten = dict(everything)
+    rewritten[snap(11, 11)] = sets[:9] + [backup_set(sets[9].label, fingerprint="forged")]
+    keep, _, reasons = rt.snapshot_plan_with_points(list(rewritten), rewritten, policy, now)
+    assert keep == [snap(11, 10), snap(11, 11)]
+    assert reasons[snap(11, 10)] == ["holds vanished restore point pgbackrest:20261110-020000F (2026-11-10 02:00:00Z)"]
+
+
+def test_unknown_points_follow_the_calendar_and_an_unknown_newest_pins_every_point():
+    held = pulled_daily(nightly_sets(dt.date(2026, 11, 1), dt.date(2026, 11, 10)), keep_last=1)
+    names = sorted(held)
+    now, policy = at(2027, 6, 1), {"keep_all_days": 1, "daily": 1}
+    # snapshots taken before points were recorded (no record): the calendar decides for them alone
+    keep, delete, _ = rt.snapshot_plan_with_points(names, {n: held[n] for n in names[5:]}, policy, now)
+    assert keep == names[5:] and delete == names[:5]
+    # the newest one's points not known: which points vanished cannot be told, every holder is kept
+    keep, delete, reasons = rt.snapshot_plan_with_points(names, {n: held[n] for n in names[:-1]}, policy, now)
+    assert keep == names and delete == []
+    assert reasons[names[0]] == ["holds restore point pgbackrest:20261101-020000F (2026-11-01 02:00:00Z); the newest "
+                                 "snapshot's points are not recorded"]
+    # quarantine: frozen, nothing expires
+    keep, delete, reasons = rt.snapshot_plan_with_points(names, {}, policy, now, frozen=True)
+    assert keep == names and delete == [] and reasons[names[0]] == ["frozen: quarantine active, nothing expires"]
+
+
+@pytest.mark.parametrize("value,error", [(0, "vanished_keep_days must be a whole number of days >= 1"),
+                                         ("30d", "got '30d'"), (True, "got True"), (-5, "got -5")])
+def test_vanished_keep_days_is_validated_and_not_a_calendar_period(value, error):
+    pol = rt.retention_policy(dict(REPOS, vanished_keep_days="3650"))
+    assert pol == rt.retention_policy(REPOS), "it is not passed to dr_history.RetentionPolicy"
+    assert rt.vanished_keep_days(dict(REPOS, vanished_keep_days="3650")) == 3650
+    assert rt.vanished_keep_days(REPOS) is None and rt.vanished_keep_days(pol) is None
+    with pytest.raises(ValueError, match=error):
+        rt.retention_policy(dict(REPOS, vanished_keep_days=value))
+    with pytest.raises(ValueError, match=error):
+        rt.snapshot_plan_with_points([], {}, dict(REPOS, vanished_keep_days=value), at(2027, 1, 1))
+
+
+def test_parse_clock():
+    host = at(2026, 12, 1, 4)
+    assert rt.parse_clock("+395d", host) == dt.datetime(2027, 12, 31, 4, tzinfo=dt.timezone.utc)
+    assert rt.parse_clock("2027-12-31T12:00:00+08:00", host) == dt.datetime(2027, 12, 31, 4, tzinfo=dt.timezone.utc)
+    assert rt.parse_clock("2027-12-31T04:00:00Z", host).tzinfo == dt.timezone.utc
+    for bad in ("2027-12-31T12:00:00", "2027-12-31", "395d", "+1w", "tomorrow"):
+        with pytest.raises(ValueError, match="with a zone"):
+            rt.parse_clock(bad, host)
+
+
+@pytest.fixture
+def repo_site(tmp_path, monkeypatch):
+    """A pgBackRest job whose snapshots are plain directories and btrfs deletes them; config on disk."""
+    spec = {"kind": "pgbackrest", "working": str(tmp_path / "current"), "snapshots": str(tmp_path / "snapshots"),
+            "phases": [], "retention": dict(REPOS, yearly="permanent"), "max_age": 0}
+    cfg = {"status_dir": str(tmp_path / "status"), "ssh": {}, "jobs": {"pgbackrest": spec,
+           "files": dict(spec, kind="files", snapshots=str(tmp_path / "files"))}}
+    (tmp_path / "replica.json").write_text(json.dumps(cfg))
+    deleted = []
+
+    def btrfs(argv, env=None, timeout=None):
+        assert argv[:3] == ["btrfs", "subvolume", "delete"], argv
+        os.rmdir(argv[3])
+        deleted.append(os.path.basename(argv[3]))
+        return rt.subprocess.CompletedProcess(argv, 0, "", "")
+
+    monkeypatch.setattr(rt, "run", btrfs)
+    monkeypatch.setattr(rt, "timers", lambda: {})
+    held = pulled_daily(nightly_sets(dt.date(2026, 11, 1), dt.date(2026, 12, 20)), keep_last=1)
+    for name, points in held.items():
+        os.makedirs(os.path.join(spec["snapshots"], name))
+        assert rt.record_snapshot_points(cfg, "pgbackrest", name, points)
+    return {"cfg": cfg, "config": str(tmp_path / "replica.json"), "deleted": deleted, "held": held,
+            "host": at(2026, 12, 21, 4)}
+
+
+def test_snapshot_points_are_recorded_for_repository_jobs_only(repo_site):
+    cfg, held = repo_site["cfg"], repo_site["held"]
+    name = min(held)
+    path = os.path.join(cfg["status_dir"], "pgbackrest.points", name + ".json")
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert dr_history.load_points(open(path).read()) == held[name]
+    assert rt.record_snapshot_points(cfg, "files", name, held[name]) is None, "a files job has no points"
+    assert rt.record_snapshot_points(cfg, "pgbackrest", name, None) is None
+    assert rt.job_retention(cfg, "files") == cfg["jobs"]["files"]["retention"]
+    assert rt.job_retention(cfg, "pgbackrest").points_dir == os.path.dirname(path)
+
+
+def test_pulls_and_releases_record_the_points_their_snapshots_hold(repo_site, monkeypatch, tmp_path):
+    cfg = repo_site["cfg"]
+    cfg["jobs"]["restic"] = dict(cfg["jobs"]["pgbackrest"], kind="restic", snapshots=str(tmp_path / "restic"))
+    clock = [at(2026, 12, 21, 4)]
+    sets = nightly_sets(dt.date(2026, 12, 15), dt.date(2026, 12, 21))
+    pulled = [dataclasses.replace(p, kind="restic", id="r" + p.label) for p in sets]
+    monkeypatch.setattr(rt.time, "time", lambda: clock[0])
+    monkeypatch.setattr(rt, "ensure_subvolume", lambda path: os.makedirs(path, exist_ok=True))
+    monkeypatch.setattr(rt, "verify_copy", lambda cfg, job, path: (True, "restic check ok", list(pulled)))
+    monkeypatch.setattr(rt, "take_snapshot", lambda spec, now: os.mkdir(os.path.join(spec["snapshots"], rt.stamp(now)))
+                        or rt.stamp(now))
+    records = os.path.join(cfg["status_dir"], "restic.points")
+    assert rt.cmd_pull(cfg, "restic") == 0
+    assert os.listdir(records) == [rt.stamp(clock[0]) + ".json"]
+    del pulled[:-1]                                     # restic forget --keep-last 1 at geo
+    clock[0] += 86400
+    rt.save_job_status(cfg, "restic", dict(rt.load_job_status(cfg, "restic"), pending_changes=True))
+    assert rt.cmd_pull(cfg, "restic") == 3 and len(os.listdir(records)) == 1, "a quarantined pull records nothing"
+    assert rt.cmd_release(cfg, "restic", "zhang.wei", "geo restored") == 0
+    names = rt.list_snapshots(cfg["jobs"]["restic"]["snapshots"])
+    assert sorted(os.listdir(records)) == [n + ".json" for n in names] and len(names) == 2
+    held, _ = rt.load_snapshot_points(records, names)
+    assert [len(held[n]) for n in names] == [7, 1]
+    keep, delete, reasons = rt.prune_plan(cfg["jobs"]["restic"]["snapshots"], rt.job_retention(cfg, "restic"),
+                                          clock[0] + 400 * 86400)
+    assert keep == names and "holds vanished restore point restic:20261215-020000F" in reasons[names[0]][0]
+
+
+def test_prune_plan_at_a_clock_13_months_ahead(repo_site, monkeypatch, capsys):
+    monkeypatch.setattr(rt.time, "time", lambda: repo_site["host"])
+    snaps = repo_site["cfg"]["jobs"]["pgbackrest"]["snapshots"]
+    argv = ["--config", repo_site["config"], "prune", "pgbackrest", "--now", "+395d"]
+    assert rt.main(argv + ["--dry-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == ("replica pgbackrest: retention at 2028-01-20T04:00:00Z (+395.0 day(s) from the host's clock): "
+                      "50 kept, 0 to delete (dry run, nothing deleted)")
+    assert "keep   20261101T040000Z  holds vanished restore point pgbackrest:20261101-020000F (2026-11-01 02:00:00Z)" \
+        in out
+    assert repo_site["deleted"] == [] and len(rt.list_snapshots(snaps)) == 50
+    # a limit on vanished points: at that clock only the sets of 17-19 December are younger than 400 days
+    repo_site["cfg"]["jobs"]["pgbackrest"]["retention"]["vanished_keep_days"] = 400
+    with open(repo_site["config"], "w") as f:
+        json.dump(repo_site["cfg"], f)
+    assert rt.main(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].endswith("4 kept, 46 deleted")
+    assert [line.split()[1] for line in out[1:] if line.startswith("keep")] == [
+        "20261217T040000Z", "20261218T040000Z", "20261219T040000Z", "20261220T040000Z"]
+    assert len(repo_site["deleted"]) == 46 and rt.list_snapshots(snaps) == sorted(
+        line.split()[1] for line in out[1:] if line.startswith("keep"))
+    records = sorted(os.listdir(os.path.join(repo_site["cfg"]["status_dir"], "pgbackrest.points")))
+    assert records == [n + ".json" for n in rt.list_snapshots(snaps)], "a deleted snapshot's record is removed"
+    assert rt.load_job_status(repo_site["cfg"], "pgbackrest")["snapshots"] == 4
+
+
+def test_prune_is_frozen_by_a_quarantine(repo_site, monkeypatch, capsys):
+    monkeypatch.setattr(rt.time, "time", lambda: repo_site["host"])
+    repo_site["cfg"]["jobs"]["pgbackrest"]["retention"]["vanished_keep_days"] = 1
+    st = {"quarantine": {"since": repo_site["host"] - 3600, "findings": ["CRITICAL vanished: ..."]}}
+    rt.save_job_status(repo_site["cfg"], "pgbackrest", st)
+    assert rt.cmd_prune(repo_site["cfg"], "pgbackrest", rt.parse_clock("+395d", repo_site["host"])) == 3
+    out = capsys.readouterr().out.splitlines()
+    assert "50 kept, 0 deleted -- QUARANTINE since 20261221T030000Z: retention frozen until released" in out[0]
+    assert repo_site["deleted"] == [] and all("frozen" in line for line in out[1:])
+    assert rt.load_job_status(repo_site["cfg"], "pgbackrest") == st
+
+
+def test_prune_keeps_a_snapshot_whose_points_record_is_unreadable(repo_site):
+    cfg = repo_site["cfg"]
+    policy = rt.job_retention(cfg, "pgbackrest")
+    broken = min(repo_site["held"])
+    with open(os.path.join(policy.points_dir, broken + ".json"), "w") as f:
+        f.write("{not json")
+    limited = rt.RetentionWithPoints(dict(policy.retention, vanished_keep_days=1), policy.points_dir)
+    keep, delete, reasons = rt.prune_plan(cfg["jobs"]["pgbackrest"]["snapshots"], limited, at(2027, 6, 1))
+    assert broken in keep and broken not in delete and "is unreadable" in reasons[broken][0]
+    assert len(delete) > 40
 
 
 def test_should_snapshot_only_after_a_complete_pull():
