@@ -83,7 +83,7 @@ def _label(v):
     return str(v).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def metrics_text(st, max_age=None, now=None, stale=None):
+def metrics_text(st, max_age=None, now=None, stale=None, timer_active=None):
     """Prometheus text exposition for one job's status (pure)."""
     job = _label(st["job"])
     lines = []
@@ -107,6 +107,9 @@ def metrics_text(st, max_age=None, now=None, stale=None):
             stale = is_stale(st, max_age, now)
         g("stale", "1 when the newest success is older than the threshold (a job not yet due is not stale).",
           1 if stale else 0)
+    if timer_active is not None:
+        g("timer_active", "1 when the job's timer is active (a stopped timer never runs the job again).",
+          1 if timer_active else 0)
     return "\n".join(lines) + "\n"
 
 
@@ -149,6 +152,16 @@ def timers():
     except (OSError, subprocess.SubprocessError):
         return {}
     return parse_timers(out)
+
+
+def timer_active(unit):
+    """True when systemd reports the unit active, False when not, None when systemctl cannot tell."""
+    try:
+        r = subprocess.run(["systemctl", "is-active", unit], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    state = r.stdout.strip()
+    return state == "active" if state else None
 
 
 def first_due(timer_times, unit):
@@ -217,13 +230,15 @@ def cmd_run(cfg, job, argv):
 def cmd_deadman(cfg, now=None):
     rows = deadman(cfg, now)
     bad = [r for r in rows if r[1] == "stale"]
+    prefix = cfg.get("unit_prefix", "archive-dr-backup-")
     for job, health, age, max_age in rows:
         st = load_status(cfg["status_dir"], job)
         if not st:
             st = {"job": job}
         if cfg.get("textfile_dir"):
             _atomic_write(os.path.join(cfg["textfile_dir"], "archive_dr_backup_%s.prom" % job.replace("-", "_")),
-                          metrics_text(st, max_age, now, stale=health == "stale"))
+                          metrics_text(st, max_age, now, stale=health == "stale",
+                                       timer_active=timer_active("%s%s.timer" % (prefix, job))))
         print("%-8s %-40s age %s (max %d s)" % (health.upper() if health != "ok" else "ok", job,
                                                "never" if age is None else "%d s" % age, max_age))
     if bad:

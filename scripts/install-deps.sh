@@ -16,3 +16,19 @@ if [ -n "$missing" ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
+
+# promtool (the alert-rule tests) from Debian's prometheus package, unpacked, not installed:
+# the controller must not run a Prometheus server of its own.
+promtool=.cache/prometheus/usr/bin/promtool
+if [ ! -x "$promtool" ]; then
+  tmp=$(mktemp -d)
+  chmod 0755 "$tmp"
+  if ! (cd "$tmp" && apt-get download -qq prometheus >/dev/null 2>&1); then
+    apt-get update -qq
+    (cd "$tmp" && apt-get download -qq prometheus >/dev/null)
+  fi
+  mkdir -p .cache/prometheus
+  dpkg-deb -x "$tmp"/prometheus_*.deb .cache/prometheus
+  rm -rf "$tmp"
+  echo "unpacked $promtool"
+fi

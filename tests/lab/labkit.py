@@ -17,6 +17,7 @@ import dataclasses
 import json
 import os
 import subprocess
+import time
 
 from archive_dr import paths, runner
 
@@ -120,3 +121,25 @@ def play_recap(playbook, *args, timeout=900):
     result = runner.run_playbook(playbook, INVENTORY, extra_vars(*extra), check=check_mode, diff=diff,
                                  args=options, timeout=timeout)
     return result, {host: dataclasses.asdict(stats) for host, stats in result.stats.items()}
+
+
+def wait_for(what, probe, timeout, every=2.0):
+    """probe()'s first truthy result, polled every ``every`` s; AssertionError after ``timeout`` s."""
+    end = time.time() + timeout
+    while True:
+        got = probe()
+        if got:
+            return got
+        if time.time() > end:
+            raise AssertionError("%s: not seen within %d s" % (what, timeout))
+        time.sleep(every)
+
+
+ALERT_MAILBOX = ("miyun-store", "/var/mail/archive-dr-alerts")   # roles/monitoring: the local copy of every alert mail
+
+
+def alert_mails(subject_part):
+    """Subject lines of the alert mails in the monitoring server's local mailbox that contain subject_part."""
+    host, mailbox = ALERT_MAILBOX
+    out = try_sh(host, "grep -a '^Subject: ' %s" % mailbox).stdout
+    return [line for line in out.splitlines() if subject_part in line]

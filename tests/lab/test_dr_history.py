@@ -18,7 +18,7 @@ import time
 import pytest
 
 from archive_dr.paths import ROOT
-from tests.lab.labkit import ENV, sh, try_sh
+from tests.lab.labkit import ENV, alert_mails, sh, try_sh, wait_for
 
 MIYUN, APPLIANCE = "miyun-store", "geo-backup"
 TOOL = "/usr/local/lib/archive-dr/replica_tool.py"
@@ -79,6 +79,7 @@ def test_forget_at_geo_is_held_in_quarantine_and_history_survives():
         assert miyun_snapshot_ids(before_snaps[-1]) == before_ids
 
         # the attack: root on the appliance empties the repository's history; it stays a valid repository
+        attack_time = time.time()
         sh(APPLIANCE, GEO_RESTIC + "restic forget --keep-last 1 --group-by '' --prune && restic check")
         assert len(geo_snapshot_ids()) == 1
 
@@ -95,6 +96,9 @@ def test_forget_at_geo_is_held_in_quarantine_and_history_survives():
         assert snapshots() == before_snaps
         print("\nquarantine: %d restore points before, 1 after the attack; alert after one pull, %.1f s; "
               "miyun kept all %d" % (len(before_ids), alerted, len(before_ids)))
+        mail = wait_for("the quarantine alert mail", lambda: alert_mails(
+            "FIRING critical ArchiveDrReplicaQuarantined miyun-store restic"), 180)
+        print("quarantine: attack to alert mail %.1f s (%s)" % (time.time() - attack_time, mail[-1]))
 
         released = subprocess.run([sys.executable, "-m", "archive_dr", "release", "restic", "--by", "lab-test",
                                    "--reason", "forget at geo was the lab attack test; pre-attack history verified"],
@@ -110,6 +114,17 @@ def test_forget_at_geo_is_held_in_quarantine_and_history_survives():
         assert any(any(p.endswith("release.yml") for p in json.loads(line)["record"].get("playbooks", []))
                    for line in ledger), "the release is not in miyun's audit ledger"
         assert pull().returncode == 0 and status()["outcome"] == "success"
+
+        # 13 months on (the retention logic's clock, not the host's): the last pre-attack snapshot alone
+        # holds the pre-attack restore points, so miyun keeps it whatever the calendar says
+        plan = sh(MIYUN, "%s prune restic --now +395d --dry-run" % TOOL).stdout
+        verdict = {line.split()[1]: line.split()[0] for line in plan.splitlines()[1:] if line.split()}
+        assert verdict.get(before_snaps[-1]) == "keep", plan
+        held = [line for line in plan.splitlines() if before_snaps[-1] in line][0]
+        assert "vanished" in held, held
+        assert miyun_snapshot_ids(before_snaps[-1]) == before_ids
+        print("13 months on: %d snapshots kept, %d deleted; the last pre-attack one kept (%s)" % (
+            list(verdict.values()).count("keep"), list(verdict.values()).count("delete"), held.split("  ", 1)[-1][:160]))
     finally:
         sh(MIYUN, "systemctl start archive-dr-replica-pull-restic.timer")
 

@@ -45,7 +45,7 @@ def test_tunnel_facts_and_metrics():
         assert st["up"] and st["ike_state"] == "ESTABLISHED", st
         assert st["certs"]["local"]["days_left"] > 30
         tp.sh(gw, "systemctl start archive-dr-tunnel-metrics.service")
-        prom = tp.sh(gw, "cat /var/lib/archive-dr/metrics/tunnel.prom").stdout
+        prom = tp.sh(gw, "cat /var/lib/prometheus/node-exporter/tunnel.prom").stdout
         assert re.search(r'^archive_dr_tunnel_up\{.*\} 1$', prom, re.M), prom
         assert re.search(r'^archive_dr_tunnel_cert_not_after_seconds\{.*cert="local"\} \d+$', prom, re.M)
         facts = json.loads(tp.sh(gw, "cat /var/lib/archive-dr/tunnel.json").stdout)

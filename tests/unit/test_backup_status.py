@@ -30,6 +30,24 @@ def test_metrics_text_is_prometheus_exposition():
         assert line.startswith("#") or len(line.split()) == 2
 
 
+def test_a_stopped_timer_is_a_gauge_of_its_own():
+    st = bs.record({}, "db-full", 0.0, 10.0, 0, 1)
+    assert 'archive_dr_backup_timer_active{job="db-full"} 0' in bs.metrics_text(st, 5, 11.0, timer_active=False)
+    assert 'archive_dr_backup_timer_active{job="db-full"} 1' in bs.metrics_text(st, 5, 11.0, timer_active=True)
+    assert "timer_active" not in bs.metrics_text(st, 5, 11.0)      # systemctl could not tell
+
+
+def test_timer_active_asks_systemd(monkeypatch):
+    seen = []
+
+    def fake_run(argv, **kw):
+        seen.append(argv)
+        return subprocess.CompletedProcess(argv, 3, stdout="inactive\n", stderr="")
+    monkeypatch.setattr(bs.subprocess, "run", fake_run)
+    assert bs.timer_active("archive-dr-backup-db-full.timer") is False
+    assert seen == [["systemctl", "is-active", "archive-dr-backup-db-full.timer"]]
+
+
 def test_is_stale():
     assert bs.is_stale({}, 10, now=0)
     assert not bs.is_stale({"last_success": 95}, 10, now=100)

@@ -16,7 +16,8 @@ EXAMPLE = ROOT / "inventory" / "example"
 # Every value an engineer must set (written CHANGE_ME in inventory/production), by host.
 SERVER_VALUES = ["ansible_host", "lan_interface", "lan_address"]
 SITE_VALUES = ["baseline_admin_ssh_keys", "baseline_controller_addresses", "baseline_ntp_servers",
-               "depot_geo_apt_uri", "depot_upstream_sources", "os_install_hosts", "sites"]
+               "depot_geo_apt_uri", "depot_upstream_sources", "monitoring_alert_mail_to", "monitoring_mail_relayhost",
+               "os_install_hosts", "sites"]
 TO_SET = {
     "geo-archive": SERVER_VALUES + SITE_VALUES,
     "geo-backup": SERVER_VALUES + SITE_VALUES + ["backup_pool_disks", "restore_pool_disks"],
