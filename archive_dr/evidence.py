@@ -18,6 +18,13 @@ in the inventory (``dr_targets``):
 * drills and inspections done vs the schedule;
 * issues found and repaired: critical and warning findings, repaired when a
   later inspection no longer reports them.
+
+And the DR history of the period (灾备历史), from what each inspection read on
+the hosts since the previous one (``dr_history``, ``alerts``), every event
+counted once however many inspections saw it: quarantines and the operator
+releases that ended them (who, when, why, into which snapshot), the
+verification runs per job (worst outcome, damaged snapshots) and the alerts
+Alertmanager sent (fired / resolved per alert).
 """
 from __future__ import annotations
 
@@ -170,6 +177,111 @@ def indicators(drills, inspections, targets, start, end):
     return out, iss
 
 
+OUTCOME_RANK = {"ok": 0, "repaired": 1, "damaged": 2}      # verification outcomes, worst last
+
+
+def _in(ts, start, end):
+    return ts is not None and start <= _ts_day(ts) <= end
+
+
+def history(inspections, start, end):
+    """The DR history of the period from the inspections' ``dr_history`` (per host and job) and ``alerts``
+    (and, for the verification, their ``jobs``). Each event is counted once: a release by (job, time), a
+    verification run by (job, time), a quarantine by (job, since), an alert notification by what it says.
+
+    * ``releases``: one row per quarantine, released (by, reason, snapshot, released_at) or still held at
+      the last inspection that saw it (``held_at``); releases of the period, quarantines seen held in it;
+    * ``verification``: per host and job, the runs of the period by outcome, the worst, the damaged snapshots;
+    * ``alerts``: per alert (name, severity, instance, job), the firing and resolved episodes (an episode is
+      one ``startsAt``: Alertmanager repeats a firing notification until it resolves), notifications, first/last.
+    """
+    releases, held, runs, damaged, notes = {}, {}, {}, {}, {}
+    dropped = {"releases": 0, "verify_runs": 0, "alerts": 0}
+    for insp in inspections:
+        for h in insp.get("dr_history") or []:
+            job, host = h.get("job"), h.get("host")
+            for r in h.get("releases") or []:
+                if _in(r.get("time"), start, end):
+                    releases.setdefault((job, float(r["time"])), dict(r, job=job, host=host, seen_in=insp["id"]))
+            for v in h.get("verify_runs") or []:
+                if _in(v.get("time"), start, end):
+                    runs.setdefault((job, float(v["time"])), dict(v, job=job, host=host))
+            dropped["releases"] += int(h.get("releases_dropped") or 0)
+            dropped["verify_runs"] += int(h.get("verify_runs_dropped") or 0)
+        for j in list(insp.get("dr_history") or []) + list(insp.get("jobs") or []):
+            job, host = j.get("job"), j.get("host")
+            q = j.get("quarantine")
+            if isinstance(q, dict) and q.get("since") is not None:
+                held[(job, float(q["since"]))] = {"job": job, "host": host, "since": float(q["since"]),
+                                                   "findings": list(q.get("findings") or []), "held_at": insp["id"]}
+            v = j.get("verify")
+            if isinstance(v, dict) and _in(v.get("time"), start, end):
+                runs.setdefault((job, float(v["time"])), dict(v, job=job, host=host))
+            if j.get("damaged_snapshots"):
+                damaged.setdefault((host, job), set()).update(j["damaged_snapshots"])
+        for a in insp.get("alerts") or []:
+            if _in(a.get("received"), start, end):
+                notes.setdefault(tuple(a.get(k) for k in ("received", "status", "alertname", "severity", "instance",
+                                                          "job", "starts_at")), a)
+        dropped["alerts"] += int(insp.get("alerts_dropped") or 0)
+    return {"releases": _release_rows(releases, held), "verification": _verify_rows(runs, damaged),
+            "alerts": _alert_rows(notes.values()), "notifications": len(notes), "dropped": dropped}
+
+
+def _release_rows(releases, held):
+    rows, ended = [], set()
+    for (job, t), r in sorted(releases.items(), key=lambda kv: kv[0][1]):
+        q = r.get("quarantine") or {}
+        if q.get("since") is not None:
+            ended.add((job, float(q["since"])))
+        rows.append({"job": job, "host": r.get("host"), "held_since": q.get("since"),
+                     "findings": list(q.get("findings") or []), "released_at": t, "by": r.get("by"),
+                     "reason": r.get("reason"), "snapshot": r.get("snapshot"), "held_at": None,
+                     "seen_in": r.get("seen_in")})
+    for key, q in sorted(held.items(), key=lambda kv: kv[0][1]):
+        if key not in ended:
+            rows.append({"job": q["job"], "host": q["host"], "held_since": q["since"], "findings": q["findings"],
+                         "released_at": None, "by": None, "reason": None, "snapshot": None, "held_at": q["held_at"],
+                         "seen_in": q["held_at"]})
+    return rows
+
+
+def _verify_rows(runs, damaged):
+    per = {}
+    for v in runs.values():
+        per.setdefault((v.get("host"), v.get("job")), []).append(v)
+    rows = []
+    for host, job in sorted(set(per) | set(damaged), key=lambda k: (str(k[0]), str(k[1]))):
+        vs = sorted(per.get((host, job), []), key=lambda v: float(v["time"]))
+        count = {o: sum(1 for v in vs if v.get("outcome") == o) for o in OUTCOME_RANK}
+        names = set(damaged.get((host, job), ())) | {v["snapshot"] for v in vs
+                                                    if v.get("snapshot") and v.get("snapshot_damaged")}
+        outcomes = [v.get("outcome") for v in vs]
+        rows.append({"host": host, "job": job, "runs": len(vs), "ok": count["ok"], "repaired": count["repaired"],
+                     "damaged": count["damaged"], "other": len(vs) - sum(count.values()),
+                     "worst": max(outcomes, key=lambda o: OUTCOME_RANK.get(o, len(OUTCOME_RANK))) if outcomes else None,
+                     "first": vs[0]["time"] if vs else None, "last": vs[-1]["time"] if vs else None,
+                     "last_outcome": outcomes[-1] if outcomes else None, "damaged_snapshots": sorted(names)})
+    return rows
+
+
+def _episodes(notes, status):
+    """Alert episodes (one ``startsAt``, else one notification) with a notification of this status."""
+    return len({a.get("starts_at") or a["received"] for a in notes if a.get("status") == status})
+
+
+def _alert_rows(notes):
+    per = {}
+    for a in notes:
+        per.setdefault(tuple(a.get(k) for k in ("alertname", "severity", "instance", "job")), []).append(a)
+    rows = []
+    for (name, severity, instance, job), xs in sorted(per.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
+        rows.append({"alertname": name, "severity": severity, "instance": instance, "job": job,
+                     "fired": _episodes(xs, "firing"), "resolved": _episodes(xs, "resolved"), "notifications": len(xs),
+                     "first": min(float(a["received"]) for a in xs), "last": max(float(a["received"]) for a in xs)})
+    return rows
+
+
 def rpo_bound(d):
     """The lower bound of a drill's RPO when it was not measured (None when there is none)."""
     overall = (d.get("rpo") or {}).get("overall") or {}
@@ -195,6 +307,7 @@ def build(reports_dir, start, end, targets):
                     "verify_passed": sum(1 for v in d.get("verify", []) if v.get("passed")),
                     "level": (d.get("level") or {}).get("level"), "html": rel(d, ".html"), "md": rel(d, ".md")}
                    for d in drills],
+        "dr_history": history(inspections, start, end),
         "inspections": [{"id": i["id"], "finished": i["finished"], "critical": i["counts"]["critical"],
                          "warning": i["counts"]["warning"], "passed": i["passed"], "html": rel(i, ".html"),
                          "md": rel(i, ".md")} for i in inspections],

@@ -495,6 +495,7 @@ def build_inspection(raw, history_path=None, now=None, keep_days=400):
     thresholds.update(raw.get("thresholds") or {})
     hosts = raw["hosts"]
     findings, jobs, replication, tunnels, certs, capacity, media, timesync = [], [], [], [], [], [], [], []
+    dr_history, alerts, alerts_dropped = [], [], 0
     hist = _history_load(history_path) if history_path else {"series": {}}
     unreachable = []
     for name in sorted(hosts):
@@ -533,6 +534,10 @@ def build_inspection(raw, history_path=None, now=None, keep_days=400):
         for m in c.get("media", []):
             media.append(dict(m, host=name))
         timesync.append(dict(c.get("time_sync") or {}, host=name, failed_units=c.get("failed_units", [])))
+        # the DR history since the previous inspection (releases, verification runs, alerts): the evidence pack's
+        dr_history.extend(dict(h, host=name) for h in (c.get("dr_history") or {}).get("jobs") or [])
+        alerts.extend(dict(a, host=name) for a in (c.get("alerts") or {}).get("entries") or [])
+        alerts_dropped += int((c.get("alerts") or {}).get("dropped") or 0)
     if history_path:
         hist["updated"] = now
         _history_save(history_path, hist)
@@ -543,7 +548,8 @@ def build_inspection(raw, history_path=None, now=None, keep_days=400):
             "thresholds": thresholds, "hosts": sorted(hosts), "unreachable": unreachable,
             "findings": findings, "counts": counts, "passed": counts["critical"] == 0,
             "capacity": capacity, "jobs": jobs, "replication": replication, "tunnels": tunnels,
-            "certificates": certs, "media": media, "time_sync": timesync}
+            "certificates": certs, "media": media, "time_sync": timesync,
+            "dr_history": dr_history, "alerts": alerts, "alerts_dropped": alerts_dropped}
 
 
 # ------------------------------------------------------------------ rendering
@@ -642,15 +648,124 @@ def _context(result):
     return ctx
 
 
+# The evidence pack's DR history (灾备历史: quarantines and releases, verification, alerts), rendered after
+# the kind's own template (Markdown: at the end; HTML: before the page footer) when the result carries it.
+_HISTORY_HEAD = """{% set h = r.dr_history %}
+{% set words = {"ok": "正常 ok", "repaired": "已修复 repaired", "damaged": "损坏 damaged"} %}
+{% set released = h.releases | selectattr("released_at", "ne", none) | list | length %}
+"""
+HISTORY_MD = _HISTORY_HEAD + """
+## 灾备历史 DR history
+
+本期间隔离 {{ h.releases | length }} 次（已放行 {{ released }} 次），校验作业 {{ h.verification | length }} 个，告警通知 {{ h.notifications }} 条；依据各次巡检在主机上读取的放行、校验与告警日志，同一事件只计一次 (each event counted once).
+
+### 隔离与放行 Quarantines and operator releases
+
+{% if h.releases %}
+| 作业 job | 主机 host | 隔离起始 held since | 隔离原因 findings | 放行时间 released at | 放行人 by | 放行理由 reason | 快照 snapshot |
+|---|---|---|---|---|---|---|---|
+{% for x in h.releases %}
+| {{ x.job }} | {{ x.host | dash }} | {{ x.held_since | iso }} | {{ x.findings | join("; ") | md }} | {% if x.released_at is not none %}{{ x.released_at | iso }}{% else %}未放行 still held ({{ x.held_at }}){% endif %} | {{ x.by | md }} | {{ x.reason | md }} | {{ x.snapshot | dash }} |
+{% endfor %}
+{% else %}
+本期无隔离 no quarantine in this period.
+{% endif %}
+
+### 校验结果 Verification runs
+
+{% if h.verification %}
+| 主机 host | 作业 job | 校验次数 runs | 正常 ok | 已修复 repaired | 损坏 damaged | 最差结果 worst | 最近一次 last run | 损坏快照 damaged snapshots |
+|---|---|---:|---:|---:|---:|---|---|---|
+{% for v in h.verification %}
+| {{ v.host | dash }} | {{ v.job }} | {{ v.runs }} | {{ v.ok }} | {{ v.repaired }} | {{ v.damaged }} | {{ words.get(v.worst, v.worst) | dash }} | {{ v.last | iso }} | {{ v.damaged_snapshots | join(", ") | dash }} |
+{% endfor %}
+{% else %}
+本期无校验记录 no verification run in this period.
+{% endif %}
+
+### 告警 Alerts sent
+
+{% if h.alerts %}
+| 告警 alert | 级别 severity | 实例 instance | 作业 job | 触发 fired | 恢复 resolved | 通知 notifications | 首次 first | 最近 last |
+|---|---|---|---|---:|---:|---:|---|---|
+{% for a in h.alerts %}
+| {{ a.alertname | md }} | {{ a.severity | dash }} | {{ a.instance | md }} | {{ a.job | md }} | {{ a.fired }} | {{ a.resolved }} | {{ a.notifications }} | {{ a.first | iso }} | {{ a.last | iso }} |
+{% endfor %}
+
+触发与恢复按告警事件 (startsAt) 计，同一事件的重复通知只计一次 (fired / resolved count alert episodes; repeated notifications of one episode count once).
+{% else %}
+本期无告警 no alert sent in this period.
+{% endif %}
+{% if h.dropped.releases or h.dropped.verify_runs or h.dropped.alerts %}
+
+巡检未保留的较早记录 older records the inspections did not keep (size limits): {{ h.dropped.releases }} releases, {{ h.dropped.verify_runs }} verification runs, {{ h.dropped.alerts }} alert entries.
+{% endif %}
+"""
+HISTORY_HTML = _HISTORY_HEAD + """
+<h2>灾备历史 DR history</h2>
+<p>本期间隔离 {{ h.releases | length }} 次（已放行 {{ released }} 次），校验作业 {{ h.verification | length }} 个，告警通知 {{ h.notifications }} 条；依据各次巡检在主机上读取的放行、校验与告警日志，同一事件只计一次 (each event counted once).</p>
+
+<h3>隔离与放行 Quarantines and operator releases</h3>
+{% if h.releases %}
+<table id="releases"><tr><th>作业 job</th><th>主机 host</th><th>隔离起始 held since</th><th>隔离原因 findings</th><th>放行时间 released at</th><th>放行人 by</th><th>放行理由 reason</th><th>快照 snapshot</th></tr>
+{% for x in h.releases %}
+<tr><td>{{ x.job | e }}</td><td>{{ x.host | dash | e }}</td><td>{{ x.held_since | iso }}</td><td class="outcome">{{ x.findings | join("; ") | dash | e }}</td>{% if x.released_at is not none %}<td>{{ x.released_at | iso }}</td>{% else %}<td class="bad">未放行 still held ({{ x.held_at | e }})</td>{% endif %}<td>{{ x.by | e }}</td><td>{{ x.reason | e }}</td><td>{{ x.snapshot | dash | e }}</td></tr>
+{% endfor %}
+</table>
+{% else %}
+<p class="muted">本期无隔离 no quarantine in this period.</p>
+{% endif %}
+
+<h3>校验结果 Verification runs</h3>
+{% if h.verification %}
+<table id="verification"><tr><th>主机 host</th><th>作业 job</th><th class="num">校验次数 runs</th><th class="num">正常 ok</th><th class="num">已修复 repaired</th><th class="num">损坏 damaged</th><th>最差结果 worst</th><th>最近一次 last run</th><th>损坏快照 damaged snapshots</th></tr>
+{% for v in h.verification %}
+<tr><td>{{ v.host | dash | e }}</td><td>{{ v.job | e }}</td><td class="num">{{ v.runs }}</td><td class="num">{{ v.ok }}</td><td class="num">{{ v.repaired }}</td><td class="num">{{ v.damaged }}</td><td class="{{ {'ok': 'ok', 'repaired': 'sev-warning', 'damaged': 'bad'}.get(v.worst, '') }}">{{ words.get(v.worst, v.worst) | dash | e }}</td><td>{{ v.last | iso }}</td><td>{{ v.damaged_snapshots | join(", ") | dash | e }}</td></tr>
+{% endfor %}
+</table>
+{% else %}
+<p class="muted">本期无校验记录 no verification run in this period.</p>
+{% endif %}
+
+<h3>告警 Alerts sent</h3>
+{% if h.alerts %}
+<table id="alerts"><tr><th>告警 alert</th><th>级别 severity</th><th>实例 instance</th><th>作业 job</th><th class="num">触发 fired</th><th class="num">恢复 resolved</th><th class="num">通知 notifications</th><th>首次 first</th><th>最近 last</th></tr>
+{% for a in h.alerts %}
+<tr class="sev-{{ a.severity | e }}"><td>{{ a.alertname | e }}</td><td>{{ a.severity | e }}</td><td>{{ a.instance | e }}</td><td>{{ a.job | e }}</td><td class="num">{{ a.fired }}</td><td class="num">{{ a.resolved }}</td><td class="num">{{ a.notifications }}</td><td>{{ a.first | iso }}</td><td>{{ a.last | iso }}</td></tr>
+{% endfor %}
+</table>
+<p class="muted">触发与恢复按告警事件 (startsAt) 计，同一事件的重复通知只计一次 (fired / resolved count alert episodes; repeated notifications of one episode count once).</p>
+{% else %}
+<p class="muted">本期无告警 no alert sent in this period.</p>
+{% endif %}
+{% if h.dropped.releases or h.dropped.verify_runs or h.dropped.alerts %}
+<p class="muted">巡检未保留的较早记录 older records the inspections did not keep (size limits): {{ h.dropped.releases }} releases, {{ h.dropped.verify_runs }} verification runs, {{ h.dropped.alerts }} alert entries.</p>
+{% endif %}
+"""
+
+
+def _history(env, result, fmt):
+    """The DR history section of an evidence result ("" for a result without one, e.g. an older pack)."""
+    if result.get("kind") != "evidence" or not result.get("dr_history"):
+        return ""
+    return env.from_string(HISTORY_MD if fmt == "md" else HISTORY_HTML).render(**_context(result))
+
+
 def render_markdown(result):
-    return _env().get_template("%s.md.j2" % result["kind"]).render(**_context(result))
+    env = _env()
+    return env.get_template("%s.md.j2" % result["kind"]).render(**_context(result)) + _history(env, result, "md")
 
 
 def render_html(result, pdf_name=None):
     env = _env()
     css = (TEMPLATES / "report.css").read_text(encoding="utf-8")
-    return env.get_template("%s.html.j2" % result["kind"]).render(c=charts(result), css=css, pdf=pdf_name,
+    page = env.get_template("%s.html.j2" % result["kind"]).render(c=charts(result), css=css, pdf=pdf_name,
                                                                   **_context(result))
+    section = _history(env, result, "html")
+    if section:
+        head, footer, tail = page.rpartition("<footer>")
+        page = head + section + footer + tail if footer else page + section
+    return page
 
 
 # ------------------------------------------------------------------ headless Chromium (PDF for the paper file)

@@ -13,6 +13,13 @@ description:
     gauges, tunnel facts and certificate expiry, C(chronyc tracking), failed
     units, C(sshd -T), the nftables input policy, listening sockets, offline
     media registers and optionally lynis (bounded by a timeout).
+  - Reads the DR history since C(job_history_since) (the previous inspection),
+    that is the operator releases (C(<status_dir>/<job>.releases.jsonl)) and verification
+    runs (C(<status_dir>/<job>.verify.jsonl)) of every job of C(job_configs),
+    and the alert notifications of the alert log
+    (C(<alert_log_dir>/alerts.jsonl)). Missing logs are empty; lines that do not
+    parse are counted and skipped; sizes are bounded (newest kept, the rest counted
+    as dropped).
   - Never changes anything (C(changed=false)); check mode collects too.
   - Findings have a severity (critical, warning, info); the module never fails
     on findings, the playbook decides after the report is written.
@@ -20,11 +27,22 @@ options:
   host: {description: Host name used in the findings., type: str}
   storage_facts_file: {type: path, default: /var/lib/archive-dr/storage-facts.json}
   job_configs:
-    description: Globs of job configs (C({status_dir, jobs})) as written by the backup appliance or replica roles.
+    description: Globs of job configs (C({status_dir, jobs})) as written by the backup appliance (C(*-jobs.json)) and
+      the replica role (C(replica.json), its pulls); each job is health-checked and its status directory holds the
+      release and verification logs of the DR history.
     type: list
     elements: str
-    default: [/etc/archive-dr/*-jobs.json]
-  job_history_since: {description: Count job runs (journal) since this Unix time (default 31 days ago)., type: int}
+    default: [/etc/archive-dr/*-jobs.json, /etc/archive-dr/replica.json]
+  job_history_since:
+    description: Count job runs (journal) and read the DR history (releases, verifications, alerts) since this Unix time
+      (default 31 days ago).
+    type: int
+  alert_log_dir:
+    description: Directory of the alert log C(alerts.jsonl) that Alertmanager's local webhook receiver writes
+      (roles/monitoring); the notifications since C(job_history_since) are read, one entry per alert (at most 500,
+      the newest kept). No log there (a host without Alertmanager) is no alerts.
+    type: path
+    default: /var/lib/archive-dr/alerts
   textfile_dirs: {type: list, elements: path, default: [/var/lib/prometheus/node-exporter, /var/lib/archive-dr/metrics]}
   metric_prefixes: {type: list, elements: str, default: [archive_dr_]}
   tunnel_helper: {type: path, default: /usr/local/sbin/archive-dr-tunnel}
@@ -44,7 +62,12 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-collected: {description: What was read on the host, type: dict, returned: always}
+collected:
+  description: What was read on the host; C(dr_history) ({since, configs, jobs -> {job, quarantine, verify,
+    damaged_snapshots, releases, verify_runs, ...}}) and C(alerts) ({log, present, since, entries -> {received, status,
+    alertname, severity, instance, job, summary, starts_at}, dropped, malformed}) carry the DR history.
+  type: dict
+  returned: always
 findings: {description: "List of {severity, host, check, item, message, value, threshold}", type: list, returned: always}
 """
 
@@ -57,8 +80,10 @@ def main():
         argument_spec=dict(
             host=dict(type="str"),
             storage_facts_file=dict(type="path", default="/var/lib/archive-dr/storage-facts.json"),
-            job_configs=dict(type="list", elements="str", default=["/etc/archive-dr/*-jobs.json"]),
+            job_configs=dict(type="list", elements="str",
+                             default=["/etc/archive-dr/*-jobs.json", "/etc/archive-dr/replica.json"]),
             job_history_since=dict(type="int"),
+            alert_log_dir=dict(type="path", default="/var/lib/archive-dr/alerts"),
             textfile_dirs=dict(type="list", elements="path",
                                default=["/var/lib/prometheus/node-exporter", "/var/lib/archive-dr/metrics"]),
             metric_prefixes=dict(type="list", elements="str", default=["archive_dr_"]),

@@ -8,7 +8,9 @@ Two halves:
   job status (``backup_status.py`` style configs), systemd timers, PostgreSQL
   replication, Prometheus textfile gauges (replica lag/age), tunnel facts and
   certificates, ``chronyc tracking``, failed units, ``sshd -T``, the nftables
-  input policy, listening sockets, offline media registers, optionally lynis.
+  input policy, listening sockets, offline media registers, optionally lynis,
+  and the DR history since the previous inspection: the release log and the
+  verification log of every job's status directory, the alert log.
 * ``evaluate(host, collected, thresholds, now)`` is pure: it turns what was
   collected into findings ``{severity, host, check, item, message, value,
   threshold}`` with severity ``critical`` / ``warning`` / ``info``.
@@ -19,6 +21,7 @@ the filesystem is full; the controller keeps the history (archive_dr/report.py).
 """
 from __future__ import annotations
 
+import collections
 import glob
 import json
 import os
@@ -52,6 +55,16 @@ DEFAULT_THRESHOLDS = {
     "replication_expected": False,
     "tunnel_expected": None,
 }
+
+# The DR history an inspection carries is bounded (newest kept, the rest counted as dropped).
+DEFAULT_ALERT_LOG_DIR = "/var/lib/archive-dr/alerts"
+ALERT_LOG = "alerts.jsonl"             # one Alertmanager webhook notification a line (roles/monitoring)
+MAX_ALERTS = 500                       # alert entries (one per alert of a notification)
+MAX_RELEASES = 200                     # release records per job
+MAX_VERIFY_RUNS = 400                  # verification runs per job
+MAX_FINDINGS = 20                      # findings kept of a quarantine
+MAX_TEXT = 500                         # characters kept of a free text (reason, finding, summary)
+RELEASES_SHOWN = 5                     # releases named in a job's job-release finding
 
 
 # ------------------------------------------------------------------ helpers
@@ -254,10 +267,15 @@ def collect_jobs(config_paths, history_since=None):
                 continue
             configs.append(path)
             prefix = cfg.get("unit_prefix") or _unit_prefix(path)
+            # replica.json names its units ({"timer": "...-%s.timer", "service": "...@%s.service"}) and does
+            # not count runs: a file pull every few seconds is no "backup run" of the success rate
+            units = cfg.get("units") or {}
             for job, spec in sorted(cfg["jobs"].items()):
                 st = _read_json(os.path.join(cfg.get("status_dir", ""), job + ".json")) or {}
-                unit = "%s%s" % (prefix, job)
-                runs_ok, runs_failed = job_runs(unit + ".service", job, history_since) if history_since else (None, None)
+                timer_unit = units["timer"] % job if "timer" in units else "%s%s.timer" % (prefix, job)
+                service_unit = units["service"] % job if "service" in units else "%s%s.service" % (prefix, job)
+                count = history_since and units.get("count_runs", True)
+                runs_ok, runs_failed = job_runs(service_unit, job, history_since) if count else (None, None)
                 jobs.append({"job": job, "config": path, "kind": spec.get("kind"), "system": spec.get("system"),
                              "max_age": spec.get("max_age"), "last_success": st.get("last_success"),
                              "last_run_end": st.get("last_run_end"), "outcome": st.get("outcome"),
@@ -266,8 +284,8 @@ def collect_jobs(config_paths, history_since=None):
                              "damaged_snapshots": st.get("damaged_snapshots"),
                              "verify_period_days": spec.get("verify_period_days"),
                              "duration": st.get("last_success_duration_seconds"), "size_bytes": st.get("size_bytes"),
-                             "timer_unit": unit + ".timer", "timer": _timer_state(unit + ".timer"),
-                             "first_due": first_due(timer_times, unit + ".timer"),
+                             "timer_unit": timer_unit, "timer": _timer_state(timer_unit),
+                             "first_due": first_due(timer_times, timer_unit),
                              "runs_since": history_since, "runs_ok": runs_ok, "runs_failed": runs_failed})
     return {"job_configs": configs, "jobs": jobs}
 
@@ -277,6 +295,177 @@ def _unit_prefix(config_path):
     base = os.path.basename(config_path)
     kind = base[:-len("-jobs.json")] if base.endswith("-jobs.json") else "backup"
     return "archive-dr-%s-" % kind
+
+
+# ------------------------------------------------------------------ DR history (release, verification and alert logs)
+def _text(v, limit=MAX_TEXT):
+    return None if v is None else str(v)[:limit]
+
+
+def _stamp(rec, key):
+    """rec[key] as a float when ``rec`` is an object with a number there, else None."""
+    if not isinstance(rec, dict) or isinstance(rec.get(key), bool):
+        return None
+    try:
+        return float(rec[key])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _jsonl(path):
+    """Each non-blank line of a JSON-lines log, parsed (None for a line that does not parse);
+    nothing when the file is missing or unreadable."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.strip():
+                    try:
+                        yield json.loads(line)
+                    except ValueError:
+                        yield None
+    except OSError:
+        return
+
+
+def read_log(path, key, since, limit, entries):
+    """The entries of the records of a JSON-lines log whose ``key`` (Unix time) is at or after ``since``
+    (None: all): ``entries(record, time)`` turns a record into a list of entries. The newest ``limit``
+    entries are kept, oldest first. ``{entries, dropped, malformed}``: entries over the limit, lines
+    without an object and a time. A missing log is an empty one."""
+    kept = collections.deque(maxlen=limit)
+    total = malformed = 0
+    for rec in _jsonl(path):
+        t = _stamp(rec, key)
+        if t is None:
+            malformed += 1
+            continue
+        if since is not None and t < float(since):
+            continue
+        for entry in entries(rec, t):
+            total += 1
+            kept.append(entry)
+    return {"entries": list(kept), "dropped": total - len(kept), "malformed": malformed}
+
+
+def _texts(v, limit=MAX_FINDINGS):
+    return [_text(x) for x in v[:limit]] if isinstance(v, list) else []
+
+
+def quarantine_entry(q):
+    """A quarantine (status ``quarantine`` or a release record's), bounded: its times, the findings that
+    started it (at most MAX_FINDINGS), what the gate judged (the scalar fields)."""
+    if not isinstance(q, dict) or not q:
+        return None
+    out = {k: v for k, v in q.items() if v is None or isinstance(v, (bool, int, float))}
+    out.update({k: _text(v) for k, v in q.items() if isinstance(v, str)})
+    out["findings"] = _texts(q.get("findings"))
+    if isinstance(q.get("findings"), list) and len(q["findings"]) > MAX_FINDINGS:
+        out["findings_dropped"] = len(q["findings"]) - MAX_FINDINGS
+    return out
+
+
+def release_entry(job):
+    """entries() of read_log for ``<job>.releases.jsonl`` (replica_tool.py cmd_release): who released
+    which quarantine, when, why, into which snapshot."""
+    def entries(rec, t):
+        return [{"time": t, "job": job, "by": _text(rec.get("by")), "reason": _text(rec.get("reason")),
+                 "snapshot": _text(rec.get("snapshot")), "points": rec.get("points"),
+                 "quarantine": quarantine_entry(rec.get("quarantine"))}]
+    return entries
+
+
+def verify_entry(rec, t=None):
+    """One verification run (replica_tool.py cmd_verify's result), bounded: damaged objects are counted."""
+    t = _stamp(rec, "time") if t is None else t
+    if t is None:
+        return None
+    out = {"time": t, "outcome": _text(rec.get("outcome")), "subset": _text(rec.get("subset")),
+           "snapshot": _text(rec.get("snapshot")), "working_ok": rec.get("working_ok"),
+           "duration_seconds": rec.get("duration_seconds")}
+    for k in ("working_damaged", "snapshot_damaged"):
+        out[k] = len(rec[k]) if isinstance(rec.get(k), list) else 0
+    for k in ("repair", "working_after", "snapshot_result"):
+        if rec.get(k) is not None:
+            out[k] = _text(rec[k])
+    return out
+
+
+def damaged_entry(damaged):
+    """``damaged_snapshots`` of a job's status: {snapshot: {found, message, objects (a count)}}."""
+    out = {}
+    for name, d in (damaged.items() if isinstance(damaged, dict) else ()):
+        d = d if isinstance(d, dict) else {}
+        out[str(name)] = {"found": _stamp(d, "found"), "message": _text(d.get("message")),
+                          "objects": len(d["objects"]) if isinstance(d.get("objects"), list) else 0}
+    return out
+
+
+def collect_dr_history(config_paths, since=None):
+    """The DR history of every job of the configs (backup_status.py-style job configs and the replica
+    config, ``{status_dir, jobs}``) at or after ``since``: from ``<status_dir>/<job>.releases.jsonl`` the
+    operator releases, from ``<status_dir>/<job>.verify.jsonl`` (and the status's ``verify``) the
+    verification runs, from the status the open quarantine and the damaged snapshots. Jobs without
+    any of these are left out; missing files are empty logs."""
+    jobs, configs, seen = [], [], set()
+    for pattern in config_paths or []:
+        for path in sorted(glob.glob(pattern)):
+            real = os.path.realpath(path)
+            cfg = _read_json(path)
+            if real in seen or not isinstance(cfg, dict) or not isinstance(cfg.get("jobs"), dict) \
+                    or not cfg.get("status_dir"):
+                continue
+            seen.add(real)
+            configs.append(path)
+            for job in sorted(cfg["jobs"]):
+                base = os.path.join(str(cfg["status_dir"]), job)
+                st = _read_json(base + ".json")
+                st = st if isinstance(st, dict) else {}
+                rel = read_log(base + ".releases.jsonl", "time", since, MAX_RELEASES, release_entry(job))
+                ver = read_log(base + ".verify.jsonl", "time", since, MAX_VERIFY_RUNS,
+                               lambda rec, t: [verify_entry(rec, t)])
+                current = verify_entry(st.get("verify")) if isinstance(st.get("verify"), dict) else None
+                if current and (since is None or current["time"] >= float(since)) \
+                        and current["time"] not in {v["time"] for v in ver["entries"]}:
+                    ver["entries"] = sorted(ver["entries"] + [current], key=lambda v: v["time"])
+                    if len(ver["entries"]) > MAX_VERIFY_RUNS:
+                        ver["dropped"] += 1
+                        ver["entries"] = ver["entries"][1:]
+                quarantine, damaged = quarantine_entry(st.get("quarantine")), damaged_entry(st.get("damaged_snapshots"))
+                if not (rel["entries"] or ver["entries"] or current or quarantine or damaged):
+                    continue
+                spec = cfg["jobs"][job] if isinstance(cfg["jobs"][job], dict) else {}
+                jobs.append({"job": job, "config": path, "kind": spec.get("kind"),
+                             "quarantine": quarantine, "verify": current, "damaged_snapshots": damaged,
+                             "releases": rel["entries"], "releases_dropped": rel["dropped"],
+                             "verify_runs": ver["entries"], "verify_runs_dropped": ver["dropped"],
+                             "malformed_lines": rel["malformed"] + ver["malformed"]})
+    return {"since": since, "configs": configs, "jobs": jobs}
+
+
+def alert_entries(rec, received):
+    """entries() of read_log for the alert log: one entry per alert of a webhook notification (v4)."""
+    payload = rec.get("payload") if isinstance(rec.get("payload"), dict) else {}
+    out = []
+    for a in payload.get("alerts") if isinstance(payload.get("alerts"), list) else []:
+        if not isinstance(a, dict):
+            continue
+        labels = a.get("labels") if isinstance(a.get("labels"), dict) else {}
+        notes = a.get("annotations") if isinstance(a.get("annotations"), dict) else {}
+        out.append({"received": received, "status": _text(a.get("status") or payload.get("status"), 20),
+                    "alertname": _text(labels.get("alertname"), 200), "severity": _text(labels.get("severity"), 40),
+                    "instance": _text(labels.get("instance"), 200), "job": _text(labels.get("job"), 200),
+                    "summary": _text(notes.get("summary")), "starts_at": _text(a.get("startsAt"), 40)})
+    return out
+
+
+def collect_alerts(log_dir, since=None):
+    """The alert notifications received at or after ``since`` from ``<log_dir>/alerts.jsonl``, one entry per
+    alert, the newest MAX_ALERTS kept: ``{log, present, since, entries, dropped, malformed}``."""
+    path = os.path.join(log_dir, ALERT_LOG) if log_dir else None
+    res = read_log(path, "received", since, MAX_ALERTS, alert_entries) if path else {
+        "entries": [], "dropped": 0, "malformed": 0}
+    res.update(log=path, present=bool(path) and os.path.isfile(path), since=since)
+    return res
 
 
 def collect_postgres():
@@ -428,7 +617,10 @@ def collect(opts):
     now = time.time()
     res = {"time": now}
     res.update(collect_filesystems(opts.get("storage_facts_file")))
-    res.update(collect_jobs(opts.get("job_configs"), opts.get("job_history_since") or (now - 31 * 86400)))
+    since = opts.get("job_history_since") or (now - 31 * 86400)
+    res.update(collect_jobs(opts.get("job_configs"), since))
+    res["dr_history"] = collect_dr_history(opts.get("job_configs"), since)
+    res["alerts"] = collect_alerts(opts.get("alert_log_dir", DEFAULT_ALERT_LOG_DIR), since)
     res["postgres"] = collect_postgres()
     res["metrics"] = collect_metrics(opts.get("textfile_dirs"), opts.get("metric_prefixes") or ["archive_dr_"])
     res["tunnel"], res["certificates"] = collect_tunnel(opts.get("tunnel_helper"), opts.get("tunnel_state_file"),
@@ -528,6 +720,17 @@ def evaluate(host, c, thresholds=None, now=None):
         if j.get("outcome") == "failure" and (age is None or age <= float(j.get("max_age") or 0) or not j.get("max_age")):
             _f(F, t["job_failure_severity"], host, "job-outcome", name, "job %s: last run failed (rc=%s, %s "
                "consecutive failures)" % (name, j.get("last_rc"), j.get("consecutive_failures")), j.get("last_rc"), 0)
+    # --- DR history: operator releases of quarantined pulls since the previous inspection
+    hist = c.get("dr_history") or {}
+    for h in hist.get("jobs") or []:
+        rel = h.get("releases") or []
+        if rel:
+            total = len(rel) + int(h.get("releases_dropped") or 0)
+            _f(F, "info", host, "job-release", h["job"], "job %s: %d quarantined pull(s) released since %s%s: %s" % (
+                h["job"], total, _when(hist["since"]) if hist.get("since") else "the start of the log",
+                " (the newest %d)" % RELEASES_SHOWN if total > RELEASES_SHOWN else "", "; ".join(
+                    "%s by %s (%s), snapshot %s" % (_when(r["time"]), r.get("by"), r.get("reason"), r.get("snapshot"))
+                    for r in rel[-RELEASES_SHOWN:])), total, None)
     # --- replication (PostgreSQL)
     pgs = c.get("postgres") or []
     for cl in pgs:

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from archive_dr.fixity import load
-from tests.unit.reportdata import NOW, healthy
+from tests.unit.reportdata import DAY, NOW, healthy
 
 ins = load("dr_inspect")
 
@@ -156,3 +156,156 @@ def test_forecast_flat_short_or_single():
     short = ins.forecast([(NOW, 5), (NOW + 60, 50)], 100)
     assert short["days_until_full"] is not None
     assert ins.forecast_findings("h", "/", short, {"forecast_min_span_days": 7}) == []
+
+
+# ------------------------------------------------------------------ DR history (release, verification and alert logs)
+def jsonl(path, *lines):
+    path.write_text("".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines))
+
+
+def release(t, by, since, snapshot):
+    """A release record as replica_tool.py cmd_release appends it."""
+    return {"time": t, "job": "files", "by": by, "reason": "drill %s: planned ransomware test" % by,
+            "snapshot": snapshot, "points": 0,
+            "quarantine": {"since": since, "last": since + 60, "changed_files": 7,
+                           "baseline_snapshot": "20270101T000000Z", "findings": ["CRITICAL mass-change: 7 of 8 files changed in one pull (limit 50%)"],
+                           "last_findings": ["CRITICAL mass-change: 7 of 8 files changed in one pull (limit 50%)"]}}
+
+
+def replica_config(tmp_path):
+    status = tmp_path / "replica-status"
+    status.mkdir()
+    cfg = tmp_path / "replica.json"
+    cfg.write_text(json.dumps({"status_dir": str(status), "jobs": {
+        "files": {"kind": "files", "verify_period_days": 7}, "restic": {"kind": "restic", "verify_period_days": 7}}}))
+    return cfg, status
+
+
+def test_dr_history_reads_releases_and_verification_since_the_previous_inspection(tmp_path):
+    cfg, status = replica_config(tmp_path)
+    since = NOW - 10 * DAY
+    jsonl(status / "files.releases.jsonl",
+          release(since - DAY, "old", since - 2 * DAY, "20270101T000000Z"),      # before the previous inspection
+          '{"time": 1800000000, "by": "truncated',                                # a torn line
+          "[1, 2]", {"by": "no time"},
+          release(NOW - 5 * DAY, "alice", NOW - 6 * DAY, "20270110T101500Z"),
+          release(NOW - DAY, "bob", NOW - 2 * DAY, "20270114T080000Z"))
+    damaged = {"time": NOW - 3600, "outcome": "damaged", "subset": "3/7", "snapshot": "20270114T080000Z",
+               "working_ok": True, "snapshot_damaged": ["a.pdf", "b.pdf"], "snapshot_result": "2 object(s) differ"}
+    jsonl(status / "files.verify.jsonl",
+          {"time": since - 60, "outcome": "ok", "subset": "1/7"},
+          {"time": NOW - 2 * DAY, "outcome": "repaired", "subset": "2/7", "working_ok": True,
+           "working_damaged": ["c.pdf"], "repair": "1 object(s) re-pulled from geo"},
+          "not json", damaged)
+    (status / "files.json").write_text(json.dumps({
+        "verify": damaged, "quarantine": {"since": NOW - 600, "findings": ["CRITICAL entropy: 3 files look encrypted"],
+                                          "changed_files": 3},
+        "damaged_snapshots": {"20270114T080000Z": {"found": NOW - 3600, "objects": ["a.pdf", "b.pdf"],
+                                                   "message": "2 object(s) differ"}}}))
+    # the same config matched twice (a path and a glob in job_configs) is read once; restic has no history
+    h = ins.collect_dr_history([str(cfg), str(tmp_path / "*.json"), str(tmp_path / "absent-*.json")], since)
+    assert h["since"] == since and h["configs"] == [str(cfg)]
+    assert [j["job"] for j in h["jobs"]] == ["files"]
+    j = h["jobs"][0]
+    assert [(r["by"], r["time"], r["snapshot"]) for r in j["releases"]] == [
+        ("alice", NOW - 5 * DAY, "20270110T101500Z"), ("bob", NOW - DAY, "20270114T080000Z")]
+    assert j["releases"][1]["quarantine"] == {
+        "since": NOW - 2 * DAY, "last": NOW - 2 * DAY + 60, "changed_files": 7, "baseline_snapshot": "20270101T000000Z",
+        "findings": ["CRITICAL mass-change: 7 of 8 files changed in one pull (limit 50%)"]}
+    assert j["releases"][1]["reason"] == "drill bob: planned ransomware test" and j["releases"][1]["job"] == "files"
+    # the status's verify record is the log's last line: counted once
+    assert [(v["time"], v["outcome"]) for v in j["verify_runs"]] == [(NOW - 2 * DAY, "repaired"),
+                                                                      (NOW - 3600, "damaged")]
+    assert j["verify_runs"][0]["working_damaged"] == 1 and j["verify_runs"][1]["snapshot_damaged"] == 2
+    assert j["verify"]["outcome"] == "damaged"
+    assert j["malformed_lines"] == 4 and j["releases_dropped"] == 0 and j["verify_runs_dropped"] == 0
+    assert j["quarantine"]["since"] == NOW - 600 and j["quarantine"]["changed_files"] == 3
+    assert j["damaged_snapshots"] == {"20270114T080000Z": {"found": NOW - 3600, "message": "2 object(s) differ",
+                                                           "objects": 2}}
+
+
+def test_dr_history_is_bounded_and_missing_logs_are_empty(tmp_path, monkeypatch):
+    cfg, status = replica_config(tmp_path)
+    jsonl(status / "files.releases.jsonl", *[release(NOW + i, "op%d" % i, NOW - DAY, "s%d" % i) for i in range(5)])
+    monkeypatch.setattr(ins, "MAX_RELEASES", 2)
+    j = ins.collect_dr_history([str(cfg)], NOW - 2 * DAY)["jobs"][0]
+    assert [r["by"] for r in j["releases"]] == ["op3", "op4"] and j["releases_dropped"] == 3
+    (status / "files.releases.jsonl").unlink()
+    assert ins.collect_dr_history([str(cfg)], NOW - 2 * DAY) == {"since": NOW - 2 * DAY, "configs": [str(cfg)],
+                                                                   "jobs": []}
+    assert ins.collect_dr_history([str(tmp_path / "nothing.json")], NOW)["jobs"] == []
+
+
+def notification(received, *alerts, status="firing"):
+    return {"received": received, "payload": {"version": "4", "status": status, "receiver": "alert-log", "alerts": [
+        {"status": st, "labels": {"alertname": name, "severity": sev, "instance": inst, "job": job},
+         "annotations": {"summary": "%s on %s" % (name, inst)}, "startsAt": starts, "endsAt": "0001-01-01T00:00:00Z"}
+        for st, name, sev, inst, job, starts in alerts]}}
+
+
+def test_alert_log_gives_one_entry_per_alert_since_the_previous_inspection(tmp_path, monkeypatch):
+    since = NOW - 10 * DAY
+    q = ("firing", "ArchiveDrReplicaQuarantined", "critical", "miyun-store:9100", "node", "2027-01-10T10:00:00Z")
+    v = ("firing", "ArchiveDrVerifyDamaged", "critical", "miyun-store:9100", "node", "2027-01-11T10:00:00Z")
+    jsonl(tmp_path / "alerts.jsonl",
+          notification(since - 1, q),                                   # before the previous inspection
+          "{broken",
+          {"received": "yesterday", "payload": {}},
+          notification(NOW - 3 * DAY, q, v),
+          notification(NOW - 2 * DAY, ("resolved",) + q[1:], status="resolved"),
+          {"received": NOW - DAY, "payload": "not an object"})
+    a = ins.collect_alerts(str(tmp_path), since)
+    assert a["present"] and a["log"] == str(tmp_path / "alerts.jsonl") and a["since"] == since
+    assert a["malformed"] == 2 and a["dropped"] == 0
+    assert a["entries"] == [
+        {"received": NOW - 3 * DAY, "status": "firing", "alertname": "ArchiveDrReplicaQuarantined",
+         "severity": "critical", "instance": "miyun-store:9100", "job": "node",
+         "summary": "ArchiveDrReplicaQuarantined on miyun-store:9100", "starts_at": "2027-01-10T10:00:00Z"},
+        {"received": NOW - 3 * DAY, "status": "firing", "alertname": "ArchiveDrVerifyDamaged",
+         "severity": "critical", "instance": "miyun-store:9100", "job": "node",
+         "summary": "ArchiveDrVerifyDamaged on miyun-store:9100", "starts_at": "2027-01-11T10:00:00Z"},
+        {"received": NOW - 2 * DAY, "status": "resolved", "alertname": "ArchiveDrReplicaQuarantined",
+         "severity": "critical", "instance": "miyun-store:9100", "job": "node",
+         "summary": "ArchiveDrReplicaQuarantined on miyun-store:9100", "starts_at": "2027-01-10T10:00:00Z"}]
+    monkeypatch.setattr(ins, "MAX_ALERTS", 2)            # the newest kept, the rest counted
+    a = ins.collect_alerts(str(tmp_path), since)
+    assert [(e["received"], e["alertname"]) for e in a["entries"]] == [
+        (NOW - 3 * DAY, "ArchiveDrVerifyDamaged"), (NOW - 2 * DAY, "ArchiveDrReplicaQuarantined")]
+    assert a["dropped"] == 1
+    none = ins.collect_alerts(str(tmp_path / "no-alertmanager-here"), since)
+    assert (none["entries"], none["present"], none["dropped"], none["malformed"]) == ([], False, 0, 0)
+    assert ins.collect_alerts(None, since)["entries"] == []
+
+
+def test_releases_are_an_info_finding_and_change_no_severity():
+    rel = [{"time": NOW - 5 * DAY + i * 60, "by": "op%d" % i, "reason": "checked with geo", "snapshot": "s%d" % i}
+           for i in range(6)]
+    c = healthy(dr_history={"since": NOW - 30 * DAY, "jobs": [
+        {"job": "files", "releases": rel, "releases_dropped": 1, "verify_runs": [], "quarantine": None},
+        {"job": "restic", "releases": [], "verify_runs": [{"time": NOW - 60, "outcome": "ok"}]}]})
+    f = ins.evaluate("miyun-store", c)
+    assert [(x["severity"], x["check"], x["item"], x["value"]) for x in f] == [("info", "job-release", "files", 7)]
+    msg = f[0]["message"]
+    assert msg.startswith("job files: 7 quarantined pull(s) released since %s (the newest 5): "
+                          % ins._when(NOW - 30 * DAY))
+    assert "by op5 (checked with geo), snapshot s5" in msg and "op0" not in msg
+
+
+def test_replica_jobs_are_inspected_under_their_own_unit_names(tmp_path, monkeypatch):
+    """replica.json (roles/replica) names its units; its pulls are health-checked, their runs not counted."""
+    status = tmp_path / "status"
+    status.mkdir()
+    (status / "restic.json").write_text(json.dumps({"outcome": "quarantine", "last_success": NOW - 60,
+                                                    "quarantine": {"since": NOW - 30, "findings": ["CRITICAL burst"]}}))
+    cfg = tmp_path / "replica.json"
+    cfg.write_text(json.dumps({"status_dir": str(status), "jobs": {"restic": {"kind": "restic", "max_age": 3600}},
+                               "units": {"timer": "archive-dr-replica-pull-%s.timer",
+                                         "service": "archive-dr-replica-pull@%s.service", "count_runs": False}}))
+    asked, journal = [], []
+    monkeypatch.setattr(ins, "_run", lambda argv, timeout=60: (0, "", ""))
+    monkeypatch.setattr(ins, "_timer_state", lambda unit: asked.append(unit) or {"active": "active", "enabled": "enabled"})
+    monkeypatch.setattr(ins, "job_runs", lambda *a: journal.append(a) or (1, 0))
+    jobs = ins.collect_jobs([str(cfg)], history_since=NOW - DAY)["jobs"]
+    assert asked == ["archive-dr-replica-pull-restic.timer"] and journal == []
+    assert jobs[0]["timer_unit"] == "archive-dr-replica-pull-restic.timer"
+    assert jobs[0]["runs_ok"] is None and jobs[0]["quarantine"]["findings"] == ["CRITICAL burst"]
