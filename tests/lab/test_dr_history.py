@@ -154,6 +154,57 @@ def test_a_flood_of_backdated_fake_snapshots_is_held_in_quarantine():
         sh(MIYUN, "systemctl start archive-dr-replica-pull-restic.timer")
 
 
+PGBR_STATUS = STATUS + "/pgbackrest.json"
+GEO_PGBACKREST = "runuser -u pgbackrest -- pgbackrest --stanza=archive-db "
+
+
+def geo_backup_sets():
+    info = json.loads(sh(APPLIANCE, GEO_PGBACKREST + "--output=json info").stdout)
+    return sorted(b["label"] for b in info[0]["backup"])
+
+
+def test_expire_at_geo_is_held_in_quarantine_and_history_survives():
+    """`pgbackrest expire --repo1-retention-full=1` as root on geo-backup (the cipher pass is there):
+    every backup set but the newest full's chain is gone, the repository stays valid. Miyun's next pull
+    is held; the pre-attack sets stay in miyun's newest snapshot; an operator's release lets pulls on."""
+    sh(MIYUN, STOP_PULLS.format(job="pgbackrest"))
+    pull_pgbr = lambda: try_sh(MIYUN, "systemctl start archive-dr-replica-pull@pgbackrest.service", timeout=900)  # noqa: E731
+    pgbr_status = lambda: json.loads(sh(MIYUN, "cat %s" % PGBR_STATUS).stdout)  # noqa: E731
+    try:
+        # two full chains, so that expiring all but the newest full removes at least three sets
+        for kind in ("full", "incr", "incr", "full"):
+            sh(APPLIANCE, "systemctl start archive-dr-backup-archive-db-%s.service" % kind, timeout=900)
+        before_sets = geo_backup_sets()
+        assert pull_pgbr().returncode == 0 and pgbr_status()["outcome"] == "success", pgbr_status()
+        before_snap = sorted(sh(MIYUN, "ls -1 /srv/dr/repos/pgbackrest/snapshots").stdout.split())[-1]
+
+        attack_time = time.time()
+        sh(APPLIANCE, GEO_PGBACKREST + "--repo1-retention-full=1 expire && " + GEO_PGBACKREST + "info")
+        after_sets = geo_backup_sets()
+        assert len(before_sets) - len(after_sets) >= 3, (before_sets, after_sets)
+
+        alerted, st, findings = held_after_one_pull(pull_pgbr, pgbr_status)
+        assert "CRITICAL mass-vanish" in findings, findings
+        kept = json.loads(sh(MIYUN, "PGBACKREST_REPO1_CIPHER_PASS=$(cat /etc/archive-dr/replica/pgbackrest.pass) "
+                                    "pgbackrest --config=/etc/pgbackrest/replica.conf --stanza=archive-db "
+                                    "--repo1-path=/srv/dr/repos/pgbackrest/snapshots/%s --output=json info"
+                                    % before_snap).stdout)
+        assert sorted(b["label"] for b in kept[0]["backup"]) == before_sets, "a pre-attack backup set is gone at miyun"
+        mail = wait_for("the quarantine alert mail", lambda: alert_mails(
+            "FIRING critical ArchiveDrReplicaQuarantined miyun-store pgbackrest"), 180)
+        print("\nexpire at geo: %d backup sets before, %d after; held after one pull (%.1f s); alert mail after "
+              "%.1f s; miyun's snapshot %s keeps all %d" % (len(before_sets), len(after_sets), alerted,
+                                                          time.time() - attack_time, before_snap, len(before_sets)))
+        assert mail
+        released = subprocess.run([sys.executable, "-m", "archive_dr", "release", "pgbackrest", "--by", "lab-test",
+                                   "--reason", "expire at geo was the lab attack test; pre-attack sets verified"],
+                                  cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=900)
+        assert released.returncode == 0, released.stdout[-3000:] + released.stderr[-2000:]
+        assert pull_pgbr().returncode == 0 and pgbr_status()["outcome"] == "success"
+    finally:
+        sh(MIYUN, "systemctl start archive-dr-replica-pull-pgbackrest.timer")
+
+
 FLIP = ("python3 -c 'import os,sys; p=sys.argv[1]; st=os.stat(p); f=open(p,\"r+b\"); f.seek(st.st_size//2); "
         "b=f.read(1); f.seek(st.st_size//2); f.write(bytes([b[0]^1])); f.close(); "
         "os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))' %s")
