@@ -63,7 +63,7 @@ SCHEDULE_VARS = ("backup_appliance_deadman_schedule", "replica_repo_pull_schedul
 RETENTION_VARS = ("replica_files_retention", "replica_repo_retention")
 # Their schema: retention by calendar time at miyun (replica_tool.retention_policy, docs/dr-history.md).
 REPLICA_RETENTION_PERIODS = ("hourly", "daily", "weekly", "monthly", "yearly")
-REPLICA_RETENTION_KEYS = ("keep_all_days", "vanished_keep_days") + REPLICA_RETENTION_PERIODS
+REPLICA_RETENTION_KEYS = ("keep_all_days",) + REPLICA_RETENTION_PERIODS + ("vanished_keep_days",)
 WAN_RATE_VARS = ("site_gateway_wan_rate", "lab_wan_rate")
 EXTRA_SUBNET_VARS = {"lab_wan_subnet": "the WAN", "lab_mgmt_subnet": "the management network"}
 

@@ -235,7 +235,7 @@ MISTAKES = [
         "miyun-store", "replica_files_retention", {"last": 60, "hourly": 48, "daily": 31, "weekly": 8, "monthly": 12}),
      "miyun-store: replica_files_retention.last (a number of snapshots) is no longer supported: counted in pulls, "
      "a flood of fresh pulls pushes old history out; retention is by calendar time "
-     "(keep_all_days, hourly, daily, weekly, monthly, yearly)"),
+     "(keep_all_days, hourly, daily, weekly, monthly, yearly, vanished_keep_days)"),
     ("replica snapshot retention keeps no day", on_host("miyun-store", "replica_files_retention",
                                                         {"keep_all_days": 0, "daily": 31}),
      "miyun-store: replica_files_retention.keep_all_days is 0; it must be >= 1 (a retention of 0 would let a flood "
@@ -245,7 +245,7 @@ MISTAKES = [
      "miyun-store: replica_files_retention.keep_all_days is missing (every snapshot younger than this many days "
      "is kept; >= 1)"),
     ("replica repository retention empty", on_host("miyun-store", "replica_repo_retention", {}),
-     "miyun-store: replica_repo_retention must give keep_all_days, hourly, daily, weekly, monthly, yearly "
+     "miyun-store: replica_repo_retention must give keep_all_days, hourly, daily, weekly, monthly, yearly, vanished_keep_days "
      "(keep_all_days >= 1, at least one period >= 1; a retention of 0 keeps no history) (got {})"),
     ("replica repository retention with every period 0", on_host("miyun-store", "replica_repo_retention",
                                                                  {"keep_all_days": 1, "daily": 0, "yearly": "0"}),
@@ -262,7 +262,7 @@ MISTAKES = [
     ("replica retention in restic's words", on_host("miyun-store", "replica_repo_retention",
                                                     {"keep_all_days": 1, "keep-daily": 14}),
      "miyun-store: replica_repo_retention.keep-daily is not a retention key "
-     "(keep_all_days, hourly, daily, weekly, monthly, yearly)"),
+     "(keep_all_days, hourly, daily, weekly, monthly, yearly, vanished_keep_days)"),
     # ---------------------------------------------------------------- protected systems
     ("protected systems emptied", on_group("backup_appliances", PA, []),
      f"geo-backup: {PA} is empty; backup.yml would remove every backup timer"),
