@@ -15,6 +15,11 @@ measures and decides:
   acknowledgement for; after recovery the newest heartbeat present in the
   recovered database / file store gives the RPO (last acknowledged at geo minus
   newest recovered; for ransomware, the last acknowledged before the attack);
+* with it, for a destructive host-lost drill (``dr_drill.load``), a write load: one persistent
+  ``psql`` session at geo commits ~20 transactions a second of filler rows
+  (``archive_dr_drill_load``), pipelined but at most a few statements ahead of their results; its
+  acknowledged geo commit timestamps give the database RPO at sub-second resolution (the worse of
+  the heartbeat's and the load's figure is reported, both are kept);
 * RTO = declaration -> the recovered archive passed the four-property check
   and answers queries at miyun; each phase is reported with its duration;
 * the GB/T 20988 level the measured RTO/RPO support (docs/gbt20988.md).
@@ -34,10 +39,12 @@ import json
 import os
 import re
 import shlex
+import statistics
 import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from pathlib import Path
 
 from archive_dr import lab, paths, report, runner
@@ -45,8 +52,11 @@ from archive_dr.inventory import Inventory
 from archive_dr.ssh import TARGET_VARS, SshTarget, ssh_argv
 
 LAB_STATE_DIR = paths.LAB_STATE_DIR
-# The task of playbooks/drill.yml (phase probe) whose stdout is {"db": <epoch>, "files": <epoch>}.
+# The task of playbooks/drill.yml (phase probe) whose stdout is {"db": <epoch>, "files": <epoch>, "load": <epoch>}.
 PROBE_TASK = "Newest heartbeat row and file present here"
+# The drill's write load at geo (LoadWriter, dr_drill.load): its table and the defaults of its settings.
+LOAD_TABLE = "archive_dr_drill_load"
+LOAD_DEFAULTS = {"interval": 0.05, "rows": 20, "row_bytes": 200, "max_in_flight": 4}
 # The playbook of `archive-dr release` (a quarantined pull at miyun accepted by an operator).
 RELEASE_PLAYBOOK = "release.yml"
 SCENARIOS = {"host-lost": "主机损毁 archive host lost", "ransomware": "勒索软件 files encrypted + table dropped"}
@@ -224,9 +234,19 @@ def rpo_from(last_acked_geo, newest_recovered):
     return round(max(0.0, float(last_acked_geo) - float(newest_recovered)), 3)
 
 
-def rpo_figure(acked, newest_recovered, interval=None):
-    """One RPO figure from the heartbeats acknowledged at geo (their geo timestamps, oldest first) and the newest
-    one of this drill found in the recovered data: ``{"seconds", "measured", "bound"}`` plus the timestamps.
+def ack_resolution(acked, last=20):
+    """The resolution of an RPO figure: the gap between acknowledged commits near the disaster, the (lower) median
+    of the gaps between the last ``last`` acknowledgements (ms); None with fewer than two."""
+    tail = [float(x) for x in (acked or [])][-last:]
+    gaps = [b - a for a, b in zip(tail, tail[1:])]
+    return round(statistics.median_low(gaps), 3) if gaps else None
+
+
+def rpo_figure(acked, newest_recovered, interval=None, what="heartbeat"):
+    """One RPO figure from the writes (``what``: heartbeats, or the load's commits) acknowledged at geo (their
+    geo timestamps, oldest first) and the newest one of this drill found in the recovered data:
+    ``{"seconds", "measured", "bound"}`` plus the timestamps and ``resolution_seconds`` (ack_resolution, else
+    the configured ``interval``).
 
     * measured: last acknowledged − newest recovered, ms resolution, floored at 0; when the recovered data has a
       heartbeat newer than the last acknowledged one (committed at geo, its acknowledgement lost with the
@@ -237,23 +257,73 @@ def rpo_figure(acked, newest_recovered, interval=None):
     acked = [float(x) for x in acked or []]
     fig = {"seconds": None, "measured": False, "bound": None,
            "last_acked": acked[-1] if acked else None, "newest_recovered": newest_recovered}
-    if interval:
-        fig["resolution_seconds"] = float(interval)
+    resolution = ack_resolution(acked)
+    if resolution is None and interval:
+        resolution = float(interval)
+    if resolution is not None:
+        fig["resolution_seconds"] = resolution
     if not acked:
-        fig["note"] = "no heartbeat was acknowledged at geo: not measured"
+        fig["note"] = "no %s was acknowledged at geo: not measured" % what
         return fig
     if newest_recovered is None or float(newest_recovered) < acked[0]:
         fig.update(seconds=round(acked[-1] - acked[0], 3), bound="lower",
-                   note="no heartbeat of this drill was recovered: the RPO is at least the heartbeat's lifetime "
-                        "(a lower bound, not a measurement)")
+                   note="no %s of this drill was recovered: the RPO is at least the %s's lifetime "
+                        "(a lower bound, not a measurement)" % (what, what))
         return fig
     raw = acked[-1] - float(newest_recovered)
     fig.update(seconds=round(max(0.0, raw), 3), measured=True)
     if raw < 0:
         fig["ahead_seconds"] = round(-raw, 3)
-        fig["note"] = ("the newest recovered heartbeat is %.3f s newer than the last acknowledged one (committed at "
-                       "geo, acknowledgement lost in the disaster): nothing acknowledged was lost" % -raw)
+        fig["note"] = ("the newest recovered %s is %.3f s newer than the last acknowledged one (committed at "
+                       "geo, acknowledgement lost in the disaster): nothing acknowledged was lost" % (what, -raw))
     return fig
+
+
+def database_figure(heartbeat, load=None):
+    """The database RPO figure from its two measurements, the heartbeat's (a row a second) and the write load's
+    (sub-second); without a load figure, the heartbeat's as it is. ``source`` names the figure taken:
+
+    * both measured: the worse (larger; on a tie the load's, the finer one);
+    * one measured: that one, with a note naming the other as not measured; but when the other is a lower bound
+      above it, at least that much was lost: the bound (not measured) is taken;
+    * neither measured: the larger lower bound, else unknown (``seconds`` None)."""
+    if load is None:
+        return heartbeat
+    figs = {"heartbeat": heartbeat or {}, "load": load}
+
+    def worse(keys):
+        return max(keys, key=lambda k: (figs[k]["seconds"], k == "load"))
+
+    def text(k):
+        f = figs[k]
+        if f.get("measured"):
+            return "%s %s" % (k, report.human_seconds(f["seconds"]))
+        return "%s %s" % (k, "≥ %s (lower bound)" % report.human_seconds(f["seconds"]) if k in bounds
+                          else "not measured")
+
+    measured = [k for k in figs if figs[k].get("measured")]
+    bounds = [k for k in figs if not figs[k].get("measured") and figs[k].get("bound") == "lower"
+              and figs[k].get("seconds") is not None]
+    if len(measured) == 2:
+        key = worse(measured)
+        note = "the worse of %s and %s" % (text("heartbeat"), text("load"))
+    elif measured:
+        key = measured[0]
+        other = "load" if key == "heartbeat" else "heartbeat"
+        if other in bounds and figs[other]["seconds"] > figs[key]["seconds"]:
+            note = "%s measured, but %s: at least that much was lost" % (text(key), text(other))
+            key = other
+        else:
+            note = "%s only: the %s RPO was not measured (%s)" % (key, other, figs[other].get("note") or "no figure")
+    elif bounds:
+        key = worse(bounds)
+        note = "neither the heartbeat nor the load RPO was measured: %s" % "; ".join(text(k) for k in figs)
+    else:
+        return {"seconds": None, "measured": False, "bound": None, "source": None, "last_acked": None,
+                "newest_recovered": None, "note": "neither the heartbeat nor the load RPO was measured: unknown"}
+    if figs[key].get("note"):
+        note += " — %s" % figs[key]["note"]
+    return dict(figs[key], source=key, note=note)
 
 
 def assess(rpo, rto_seconds, targets, synchronous=False):
@@ -342,9 +412,60 @@ def disaster_method(cfg, scenario, mode):
             "description": "controller runs dr_drill.disaster_commands.%s" % scenario}
 
 
-def replication_info(cfg):
+# The sync guard on the primary (roles/replica, replica_pg_synchronous): its status is the measured mode.
+SYNC_GUARD_STATUS = ["python3", "/usr/local/lib/archive-dr/sync_guard.py", "status"]
+SYNCHRONOUS_COMMITS = ("on", "remote_apply", "remote_write")
+
+
+def sync_guard_status(ssh, timeout=20):
+    """The sync guard's ``status`` JSON read on the primary over ``ssh`` (an argv), or ``{"error": ...}``."""
+    if not ssh:
+        return {"error": "no ssh command for the primary"}
+    try:
+        p = subprocess.run(list(ssh) + [shlex.join(SYNC_GUARD_STATUS)], capture_output=True, text=True,
+                           timeout=timeout)
+    except (OSError, subprocess.SubprocessError) as e:
+        return {"error": _one_line(str(e))}
+    if p.returncode:
+        return {"error": _one_line("rc %d: %s" % (p.returncode, p.stderr.strip() or p.stdout.strip()))}
+    try:
+        status = json.loads(p.stdout)
+    except ValueError:
+        return {"error": _one_line("not JSON: %s" % p.stdout)}
+    return status if isinstance(status, dict) else {"error": "not a JSON object"}
+
+
+def replication_info(cfg, probe=None):
+    """The replication mode, measured when ``probe`` (the sync guard's status, :func:`sync_guard_status`) is given.
+
+    Measured: ``sync`` only when the guard is in sync mode and PostgreSQL applies it (a standby named, a
+    synchronous_commit that waits, the standby's sync_state ``sync``); ``degraded`` when the guard degraded
+    to asynchronous; otherwise ``async``. Without a usable probe the inventory's ``replication_mode`` (default
+    async) is reported as declared (``source: inventory``, ``measured: false``) and counts as asynchronous for
+    the level: a declaration is no measurement."""
+    if probe and not probe.get("error") and probe.get("mode") in ("sync", "degraded"):
+        eff = probe.get("effective") or {}
+        applied = (not eff.get("error") and bool(eff.get("synchronous_standby_names"))
+                   and eff.get("synchronous_commit") in SYNCHRONOUS_COMMITS and eff.get("sync_state") in ("sync", "quorum"))
+        synchronous = probe["mode"] == "sync" and applied
+        info = {"mode": "sync" if synchronous else ("degraded" if probe["mode"] == "degraded" else "async"),
+                "synchronous": synchronous, "source": "sync-guard status", "measured": True,
+                "guard_mode": probe["mode"], "since": probe.get("since_iso") or probe.get("since"),
+                "reason": probe.get("reason", ""), "effective": eff}
+        if probe["mode"] == "sync" and not synchronous:
+            info["note"] = ("the guard says sync but PostgreSQL does not apply it (%s)"
+                            % (eff.get("error") or "standby names %r, synchronous_commit %r, sync_state %r" % (
+                                eff.get("synchronous_standby_names"), eff.get("synchronous_commit"),
+                                eff.get("sync_state"))))
+        return info
     mode = str(cfg.get("replication_mode") or "async")
-    return {"mode": mode, "synchronous": mode in ("sync", "synchronous")}
+    # a declared mode supports no level: level 6 needs synchronous replication measured at the disaster
+    info = {"mode": mode, "synchronous": False, "declared_synchronous": mode in ("sync", "synchronous"),
+            "source": "inventory", "measured": False}
+    if probe:
+        info["note"] = "sync guard status not usable (%s): the inventory's declared mode" % _one_line(
+            probe.get("error") or "mode %r" % probe.get("mode"), 300)
+    return info
 
 
 # ------------------------------------------------------------------ Ansible plumbing
@@ -408,6 +529,194 @@ def heartbeat_ssh_argv(inventory, host):
     return ssh_argv(SshTarget.from_vars(host, values), connect_timeout=3, persist="/tmp/archive-dr-drill-%C")
 
 
+class LoadWriter(threading.Thread):
+    """The drill's write load at geo: one persistent ``ssh <host> runuser -u postgres -- psql`` session that
+    commits one transaction every ``interval`` seconds (``rows`` filler rows of ``row_bytes`` each into
+    ``table``), each statement autocommitted and answered by exactly one line, the geo timestamp of its last row.
+
+    A writer loop (this thread) sends the statements, at most ``max_in_flight`` ahead of their answers
+    (pipelined but bounded: acknowledged means the client saw the result of the commit); a reader thread
+    takes each answer line as one commit acknowledged at geo (``acked``: geo timestamps, oldest first).
+    The load ends by itself when the session does (the disaster kills the host: the reader sees the end of
+    the output; nothing is raised), or on :meth:`stop`: stdin is closed (psql answers what it has, then
+    exits), and a session that does not end within ``stop_timeout`` seconds (a host gone with the WAN cut)
+    is terminated. ``errors``: answers that are no timestamp, a session that could not start or ended before
+    it was stopped."""
+
+    def __init__(self, ssh_argv, drill_id, db="archive", table=LOAD_TABLE, interval=LOAD_DEFAULTS["interval"],
+                 rows=LOAD_DEFAULTS["rows"], row_bytes=LOAD_DEFAULTS["row_bytes"],
+                 max_in_flight=LOAD_DEFAULTS["max_in_flight"], stop_timeout=5.0):
+        super().__init__(daemon=True, name="drill-load")
+        self.argv = list(ssh_argv) + [shlex.join(["runuser", "-u", "postgres", "--", "psql", "-XAtq", "-v",
+                                                  "ON_ERROR_STOP=1", "-d", str(db)])]
+        self.table, self.interval, self.rows, self.row_bytes = table, float(interval), int(rows), int(row_bytes)
+        self.max_in_flight, self.stop_timeout = max(1, int(max_in_flight)), float(stop_timeout)
+        self.statement = ("with w as (insert into %s(drill, at, filler) select '%s', clock_timestamp(), "
+                          "repeat('x', %d) from generate_series(1, %d) returning at) "
+                          "select extract(epoch from max(at)) from w;\n" % (table, drill_id, self.row_bytes,
+                                                                            self.rows))
+        self.acked = []           # geo timestamps of the commits acknowledged, oldest first
+        self.sent = 0
+        self.answered = 0         # answer lines read (acknowledged or not a timestamp)
+        self.errors = 0
+        self.peak_in_flight = 0
+        self.ended = None         # why the session ended (None while it runs)
+        self.stderr_tail = deque(maxlen=5)
+        self.proc = None
+        self._cv = threading.Condition()
+        self._stopping = threading.Event()
+        self._eof = False
+        self._lost = False
+
+    @property
+    def last_acked(self):
+        with self._cv:
+            return self.acked[-1] if self.acked else None
+
+    def run(self):
+        try:
+            self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, text=True, bufsize=1)
+        except OSError as e:
+            self.errors += 1
+            self.ended = _one_line("could not start: %s" % e)
+            return
+        readers = [threading.Thread(target=self._read, daemon=True),
+                   threading.Thread(target=self._drain_stderr, daemon=True)]
+        for t in readers:
+            t.start()
+        for step, what in ((self._write, "writer"), (lambda: self._close(readers), "close")):
+            try:
+                step()
+            except Exception as e:  # noqa: BLE001 - the load's end is recorded, never raised into the drill
+                self.errors += 1
+                self.ended = self.ended or _one_line("%s failed: %s: %s" % (what, type(e).__name__, e))
+
+    def _write(self):
+        due = time.monotonic()
+        while not self._stopping.is_set():
+            with self._cv:
+                while not (self._stopping.is_set() or self._eof) and self.sent - self.answered >= self.max_in_flight:
+                    self._cv.wait(0.5)
+                if self._stopping.is_set() or self._eof:
+                    return
+            try:
+                self.proc.stdin.write(self.statement)
+                self.proc.stdin.flush()
+            except (OSError, ValueError):      # the session is gone (broken pipe): the reader sees its end
+                return
+            with self._cv:
+                self.sent += 1
+                self.peak_in_flight = max(self.peak_in_flight, self.sent - self.answered)
+            due = max(due + self.interval, time.monotonic())      # late: no burst to catch up
+            self._stopping.wait(due - time.monotonic())
+
+    def _read(self):
+        try:
+            for line in self.proc.stdout:
+                if not line.strip():
+                    continue
+                with self._cv:
+                    self.answered += 1
+                    try:
+                        self.acked.append(float(line))
+                    except ValueError:
+                        self.errors += 1
+                    self._cv.notify_all()
+        except (OSError, ValueError):
+            pass
+        finally:
+            with self._cv:
+                self._eof = True
+                self._lost = not self._stopping.is_set()
+                self._cv.notify_all()
+
+    def _drain_stderr(self):
+        try:
+            for line in self.proc.stderr:
+                if line.strip():
+                    self.stderr_tail.append(line.strip())
+        except (OSError, ValueError):
+            pass
+
+    def _close(self, readers):
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        how = ""
+        try:
+            self.proc.wait(timeout=self.stop_timeout)
+        except subprocess.TimeoutExpired:
+            how = " (no end within %g s: terminated)" % self.stop_timeout
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        for t in readers:
+            t.join(timeout=2)
+        if self.ended is None:
+            with self._cv:
+                lost = self._lost
+            if lost:
+                self.errors += 1
+                self.ended = _one_line("session lost (rc %s)%s" % (self.proc.returncode, (": " + " / ".join(
+                    self.stderr_tail)) if self.stderr_tail else ""))
+            else:
+                self.ended = "stopped%s" % (how or (" (rc %s)" % self.proc.returncode if self.proc.returncode else ""))
+
+    def stop(self, wait=True):
+        """End the load (see the class); the geo timestamp of the last commit acknowledged, or None. ``wait=False``
+        only asks (the load ends while the caller stops something else)."""
+        self._stopping.set()
+        with self._cv:
+            self._cv.notify_all()
+        if wait and self.ident is not None:
+            self.join(timeout=self.stop_timeout + 10)
+        return self.last_acked
+
+    def summary(self):
+        """What the drill JSON records of the load (``load``)."""
+        with self._cv:
+            acked, sent, answered = list(self.acked), self.sent, self.answered
+        span = acked[-1] - acked[0] if len(acked) > 1 else 0
+        return {"enabled": True, "table": self.table, "interval": self.interval, "rows_per_commit": self.rows,
+                "row_bytes": self.row_bytes, "max_in_flight": self.max_in_flight, "sent": sent,
+                "acked": len(acked), "errors": self.errors, "unanswered": sent - answered,
+                "commits_per_s": round((len(acked) - 1) / span, 1) if span > 0 else None,
+                "first_acked": acked[0] if acked else None, "last_acked": acked[-1] if acked else None,
+                "resolution_seconds": ack_resolution(acked), "ended": self.ended}
+
+
+def _truthy(value):
+    return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def load_settings(cfg, scenario, mode):
+    """The drill's write load from ``dr_drill.load`` (``enabled``, ``interval``, ``rows``, ``row_bytes``,
+    ``max_in_flight``, ``table``; ``load: false`` is short for ``enabled: false``). Without ``enabled`` the load
+    runs in a destructive host-lost drill only: the ransomware scenario and non-destructive mode (real sites)
+    run none unless the inventory says ``enabled: true``."""
+    conf = cfg.get("load")
+    conf = conf if isinstance(conf, dict) else ({} if conf is None else {"enabled": conf})
+    enabled = conf.get("enabled")
+    settings = {"enabled": (scenario == "host-lost" and mode == "destructive") if enabled in (None, "")
+                else _truthy(enabled),
+                "table": str(conf.get("table") or LOAD_TABLE),
+                "interval": float(conf.get("interval", LOAD_DEFAULTS["interval"])),
+                "rows": int(conf.get("rows", LOAD_DEFAULTS["rows"])),
+                "row_bytes": int(conf.get("row_bytes", LOAD_DEFAULTS["row_bytes"])),
+                "max_in_flight": int(conf.get("max_in_flight", LOAD_DEFAULTS["max_in_flight"]))}
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,50}", settings["table"]):
+        raise ValueError("dr_drill.load.table %r: a plain lower-case table name expected" % settings["table"])
+    if settings["interval"] <= 0 or settings["rows"] < 1 or settings["row_bytes"] < 0 or settings["max_in_flight"] < 1:
+        raise ValueError("dr_drill.load: interval > 0, rows >= 1, row_bytes >= 0, max_in_flight >= 1 expected (%s)"
+                         % {k: v for k, v in settings.items() if k != "enabled"})
+    return settings
+
+
 # ------------------------------------------------------------------ the drill
 def load_config(inventory):
     """(dr_targets, dr_drill) of the inventory, templated (no vault needed)."""
@@ -467,12 +776,45 @@ def verify(inventory, where, drill_id, out_dir):
     return res
 
 
-def newest_recovered(inventory, where, drill_id):
+def parse_probe(stdout):
+    """(db, files, load) from the probe's stdout: the newest heartbeat row, heartbeat file and load row of the
+    drill at the site (epochs; None where absent, or a probe of an earlier version without ``load``)."""
+    data = json.loads(stdout)
+    return data.get("db"), data.get("files"), data.get("load")
+
+
+def newest_recovered(inventory, where, drill_id, load_table=None):
+    """(db, files) of :func:`parse_probe` at ``where``; with ``load_table`` (a drill with a write load) the probe
+    also reads that table and the answer is (db, files, load)."""
     host = _site_host(inventory, where)
-    result = playbook("drill.yml", inventory, {"dr_drill_phase": "probe", "dr_drill_where": where,
-                                               "dr_drill_host": host, "dr_drill_id": drill_id})
-    data = json.loads(result.task_result(PROBE_TASK, host)["stdout"])
-    return data.get("db"), data.get("files")
+    extra = {"dr_drill_phase": "probe", "dr_drill_where": where, "dr_drill_host": host, "dr_drill_id": drill_id}
+    if load_table:
+        extra["dr_drill_load_table"] = load_table
+    result = playbook("drill.yml", inventory, extra)
+    found = parse_probe(result.task_result(PROBE_TASK, host)["stdout"])
+    return found if load_table else found[:2]
+
+
+def _stop_writes(hb, lw):
+    """Stop the heartbeat and the load: (the last heartbeat acknowledged, the newest commit acknowledged by either,
+    the last good point before an attack)."""
+    if lw is not None:
+        lw.stop(wait=False)          # both end at once: neither waits for the other's hung connection
+    last_hb = hb.stop()
+    last_load = lw.stop() if lw is not None else None
+    acked = [t for t in (last_hb, last_load) if t is not None]
+    return last_hb, (max(acked) if acked else None)
+
+
+def _load_record(load, lw):
+    """``load`` of the drill JSON: what the load did, or its settings when it did not run."""
+    if lw is not None:
+        return lw.summary()
+    if not load or not load["enabled"]:
+        return {"enabled": False}
+    return {"enabled": True, "table": load["table"], "interval": load["interval"], "rows_per_commit": load["rows"],
+            "row_bytes": load["row_bytes"], "sent": 0, "acked": 0, "errors": 0,
+            "ended": "not started: the drill ended before the load began"}
 
 
 def run(scenario, mode, inventory, reports_dir):
@@ -488,31 +830,41 @@ def run(scenario, mode, inventory, reports_dir):
            "logs": logs, "phases": ph.items, "verify": verifies, "rpo": {}}
     work = Path(reports_dir) / "drill-work"
     work.mkdir(parents=True, exist_ok=True)
-    hb = None
+    hb = lw = load = None
     declared = None
     try:
+        load = load_settings(cfg, scenario, mode)
         ph.run("preflight", "准备检查 preflight", preflight, cfg, scenario, mode, inventory)
         ph.run("prepare", "心跳表与基线 prepare", playbook, "drill.yml", inventory,
-               {"dr_drill_phase": "prepare", "dr_drill_id": drill_id})
+               dict({"dr_drill_phase": "prepare", "dr_drill_id": drill_id},
+                    **({"dr_drill_load_table": load["table"]} if load["enabled"] else {})))
         v = ph.run("verify-before", "演练前四性检测 (geo)", verify, inventory, "geo", drill_id, work)
         verifies.append({"stage": "before (geo)", "passed": v["passed"], "summary": v["summary"]})
         hb = Heartbeat(heartbeat_ssh_argv(inventory, cfg.get("archive_host", "geo-archive")), drill_id,
                        cfg.get("db", "archive"), cfg.get("heartbeat_table", "archive_dr_drill_heartbeat"),
                        cfg.get("heartbeat_dir", "/srv/archive/.archive-dr-drill"), cfg.get("heartbeat_interval", 1.0))
         hb.start()
+        if load["enabled"]:
+            lw = LoadWriter(heartbeat_ssh_argv(inventory, cfg.get("archive_host", "geo-archive")), drill_id,
+                            cfg.get("db", "archive"), load["table"], load["interval"], load["rows"], load["row_bytes"],
+                            load["max_in_flight"])
+            lw.start()
         warmup = cfg.get("heartbeat_warmup", 5)
         time.sleep(float(warmup.get(scenario, 5) if isinstance(warmup, dict) else warmup))
+        # the mode at the moment of the disaster, measured at geo by its sync guard (declared as a fallback)
+        res["replication"] = replication_info(cfg, sync_guard_status(
+            heartbeat_ssh_argv(inventory, cfg.get("archive_host", "geo-archive"))))
         if mode == "destructive" and scenario == "host-lost":
             cmds = _argvs((cfg.get("disaster_commands") or {}).get("host-lost"))
             ph.run("disaster", "灾难: 主机损毁 host lost (%s)" % res["disaster"]["method"], commands, cmds, timeout=120,
                    simultaneous=True)
-            last_acked = hb.stop()
+            last_acked, last_good = _stop_writes(hb, lw)
         elif mode == "destructive" and scenario == "ransomware":
-            last_acked = hb.stop()
+            last_acked, last_good = _stop_writes(hb, lw)
             ph.run("disaster", "灾难: 文件加密+删表 ransomware", playbook, "drill.yml", inventory,
                    {"dr_drill_phase": "attack", "dr_drill_id": drill_id})
         else:
-            last_acked = hb.stop()
+            last_acked, last_good = _stop_writes(hb, lw)
             # the scratch restore reaches the last heartbeat only once its WAL is archived
             ph.run("flush", "WAL 归档 the last WAL reaches the repository", playbook, "drill.yml", inventory,
                    {"dr_drill_phase": "flush", "dr_drill_id": drill_id})
@@ -521,9 +873,9 @@ def run(scenario, mode, inventory, reports_dir):
         key = "recover_%s" % (scenario if mode == "destructive" else "scratch")
         extra = dict(cfg.get("playbook_vars", {}).get(key) or {})
         if scenario == "ransomware" or mode != "destructive":
-            # the last good point: just after the last acknowledged heartbeat before the attack
+            # the last good point: just after the last acknowledged heartbeat (or load commit) before the attack
             extra.setdefault("replica_restore_target_time", time.strftime(
-                "%Y-%m-%d %H:%M:%S+00", time.gmtime(float(last_acked) + 1)) if last_acked else "")
+                "%Y-%m-%d %H:%M:%S+00", time.gmtime(float(last_good) + 1)) if last_good else "")
         if key != "recover_host-lost":
             ph.run("pull", "拉取最新备份副本 pull the repository copies at miyun", playbook, "drill.yml", inventory,
                    {"dr_drill_phase": "pull", "dr_drill_where": "scratch",
@@ -533,13 +885,19 @@ def run(scenario, mode, inventory, reports_dir):
         where = "miyun" if (mode == "destructive" and scenario == "host-lost") else "scratch"
         v = ph.run("verify-after", "恢复后四性检测 (%s)" % where, verify, inventory, where, drill_id, work)
         verifies.append({"stage": "after recovery (%s)" % where, "passed": v["passed"], "summary": v["summary"]})
-        db_new, files_new = ph.run("service", "服务恢复 archive answers at %s" % where, newest_recovered,
-                                   inventory, where, drill_id)
+        found = ph.run("service", "服务恢复 archive answers at %s" % where, newest_recovered,
+                       inventory, where, drill_id, load["table"] if lw is not None else None)
+        db_new, files_new = found[:2]
+        load_new = found[2] if len(found) > 2 else None
         ph.items[-1]["detail"] = "newest heartbeat found: row %s, file %s" % (report.iso(db_new), report.iso(files_new))
+        if lw is not None:
+            ph.items[-1]["detail"] += "; newest load row %s" % report.iso_ms(load_new)
         res["rto_seconds"] = rto_from(ph.items, declared, "service")
         interval = cfg.get("heartbeat_interval", 1.0)
-        fig_db = rpo_figure(hb.acked_db, db_new, interval)
+        fig_hb = rpo_figure(hb.acked_db, db_new, interval)
         fig_files = rpo_figure(hb.acked_files, files_new, interval)
+        fig_load = rpo_figure(lw.acked, load_new, lw.interval, what="load commit") if lw is not None else None
+        fig_db = database_figure(fig_hb, fig_load)
         res["rpo"] = {"database": fig_db, "files": fig_files,
                       # the flat figures of earlier reports: set only when measured (None = not measured)
                       "db_seconds": fig_db["seconds"] if fig_db["measured"] else None,
@@ -547,6 +905,12 @@ def run(scenario, mode, inventory, reports_dir):
                       "last_acked_at_geo": report.iso(last_acked), "newest_db_recovered": report.iso(db_new),
                       "newest_file_recovered": report.iso(files_new), "heartbeats_acked": len(hb.acked_db),
                       "heartbeat_errors": hb.errors, "heartbeat_interval": interval}
+        if fig_load is not None:
+            # rpo.database is the worse of these two (database_figure); both are kept
+            res["rpo"].update(database_heartbeat=fig_hb, database_load=fig_load,
+                              last_load_acked_at_geo=report.iso_ms(lw.last_acked),
+                              newest_load_recovered=report.iso_ms(load_new), load_commits_acked=len(lw.acked),
+                              load_interval=lw.interval)
         if mode == "destructive":
             if scenario == "host-lost" and (cfg.get("disaster_commands") or {}).get("host-back"):
                 ph.run("host-back", "geo 主机恢复 host back", commands, _argvs(cfg["disaster_commands"]["host-back"]),
@@ -570,6 +934,9 @@ def run(scenario, mode, inventory, reports_dir):
     finally:
         if hb is not None and hb.is_alive():
             hb.stop()
+        if lw is not None and lw.is_alive():
+            lw.stop()
+    res["load"] = _load_record(load, lw)
     res["finished"] = time.time()
     res.setdefault("rto_seconds", None)
     verdict = assess(res["rpo"], res["rto_seconds"], targets, synchronous=res["replication"]["synchronous"])

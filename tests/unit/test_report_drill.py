@@ -228,8 +228,12 @@ def test_disaster_method_of_the_lab_inventory_and_other_scenarios():
 
 
 def test_replication_mode():
-    assert drill.replication_info({}) == {"mode": "async", "synchronous": False}
-    assert drill.replication_info({"replication_mode": "sync"}) == {"mode": "sync", "synchronous": True}
+    # without the sync guard's status: the inventory's declared mode, labelled as such
+    # (a declaration supports no level: synchronous is False whatever it says)
+    assert drill.replication_info({}) == {"mode": "async", "synchronous": False, "declared_synchronous": False,
+                                          "source": "inventory", "measured": False}
+    assert drill.replication_info({"replication_mode": "sync"}) == {
+        "mode": "sync", "synchronous": False, "declared_synchronous": True, "source": "inventory", "measured": False}
 
 
 def test_preflight_gates(tmp_path, monkeypatch):
@@ -295,6 +299,8 @@ def test_only_the_destructive_ransomware_drill_releases_the_file_replica(scenari
     monkeypatch.setattr(drill, "heartbeat_ssh_argv", lambda *a: [])
     res = drill.run(scenario, mode, [tmp_path / "inventory"], tmp_path / "reports")
     assert not res.get("error"), res.get("error")
+    # no sync guard to ask (no ssh here): the declared mode, labelled as such (tests/unit/test_drill_replication.py)
+    assert (res["replication"]["source"], res["replication"]["mode"]) == ("inventory", "async")
     names = [p["name"] for p in res["phases"]]
     releases = [extra for name, extra in ran if name == drill.RELEASE_PLAYBOOK]
     if not released:
@@ -306,3 +312,127 @@ def test_only_the_destructive_ransomware_drill_releases_the_file_replica(scenari
     assert releases == [{"replica_release_job": "files", "replica_release_by": releases[0]["replica_release_by"],
                          "replica_release_reason": "drill %s: geo repaired (repair-geo.yml)" % res["id"]}]
     assert releases[0]["replica_release_by"].endswith("(archive-dr drill)")
+
+
+# ------------------------------------------------------------------ the write load in a drill (dr_drill.load)
+T = 1_800_000_000.25
+
+
+class _FixedHeartbeat(_FakeHeartbeat):
+    """Heartbeats acknowledged at T-2 and T-1 (geo timestamps)."""
+
+    def start(self):
+        self.alive = True
+        self.acked_db, self.acked_files = [T - 2, T - 1], [T - 2, T - 1]
+
+
+class _FakeLoad:
+    """LoadWriter's interface: load commits acknowledged every 50 ms up to T-0.2."""
+    made = []
+
+    def __init__(self, ssh, drill_id, db, table, interval, rows, row_bytes, max_in_flight):
+        self.args = (drill_id, db, table, interval, rows, row_bytes, max_in_flight)
+        self.interval, self.acked, self.alive = interval, [], False
+        _FakeLoad.made.append(self)
+
+    def start(self):
+        self.alive = True
+        self.acked = [round(T - 1.2 + 0.05 * i, 3) for i in range(21)]
+
+    def stop(self, wait=True):
+        self.alive = False
+        return self.acked[-1]
+
+    @property
+    def last_acked(self):
+        return self.acked[-1]
+
+    def is_alive(self):
+        return self.alive
+
+    def summary(self):
+        return {"enabled": True, "sent": 22, "acked": len(self.acked), "errors": 1, "interval": self.interval}
+
+
+def _run_with_load(scenario, mode, cfg_extra, tmp_path, monkeypatch, recovered):
+    cfg = {"playbooks": {"recover_host-lost": "promote-miyun.yml", "recover_ransomware": "replica.yml",
+                         "recover_scratch": "replica.yml", "failback": "failback-geo.yml",
+                         "failback_ransomware": "repair-geo.yml"},
+           "disaster_commands": {"host-lost": [["true"]]}, "heartbeat_warmup": 0,
+           "sites": {"scratch": {"host": "miyun-store"}}}
+    cfg.update(cfg_extra)
+    ran, probes = [], []
+    _FakeLoad.made = []
+    monkeypatch.setattr(drill, "load_config", lambda inventory: ({"rto_seconds": 3600, "rpo_seconds": 60}, cfg))
+    monkeypatch.setattr(drill, "preflight", lambda *a: "ok")
+    monkeypatch.setattr(drill, "playbook", lambda name, inventory, extra=None, timeout=3600: ran.append((name, extra)))
+    monkeypatch.setattr(drill, "commands", lambda *a, **k: "ran")
+    monkeypatch.setattr(drill, "verify", lambda *a: {"passed": True, "summary": "ok"})
+    monkeypatch.setattr(drill, "newest_recovered", lambda *a: probes.append(a) or recovered)
+    monkeypatch.setattr(drill, "Heartbeat", _FixedHeartbeat)
+    monkeypatch.setattr(drill, "LoadWriter", _FakeLoad)
+    monkeypatch.setattr(drill, "heartbeat_ssh_argv", lambda *a: [])
+    res = drill.run(scenario, mode, [tmp_path / "inventory"], tmp_path / "reports")
+    assert not res.get("error"), res.get("error")
+    return res, ran, probes
+
+
+def test_a_host_lost_drill_runs_the_load_and_reports_the_worse_database_rpo(tmp_path, monkeypatch):
+    # recovered: heartbeat row T-1 (0 s lost), file T-2 (1 s), load row T-0.5 (0.3 s of load commits lost)
+    res, ran, probes = _run_with_load("host-lost", "destructive", {}, tmp_path, monkeypatch, (T - 1, T - 2, T - 0.5))
+    (load,) = _FakeLoad.made
+    assert load.args[1:] == ("archive", "archive_dr_drill_load", 0.05, 20, 200, 4)
+    assert ran[0] == ("drill.yml", {"dr_drill_phase": "prepare", "dr_drill_id": res["id"],
+                                    "dr_drill_load_table": "archive_dr_drill_load"})
+    assert probes[0][3] == "archive_dr_drill_load"                   # the probe reads the load's table
+    rpo = res["rpo"]
+    assert (rpo["database_heartbeat"]["seconds"], rpo["database_load"]["seconds"]) == (0.0, 0.3)
+    assert (rpo["database"]["seconds"], rpo["database"]["source"], rpo["db_seconds"]) == (0.3, "load", 0.3)
+    assert rpo["database_load"]["resolution_seconds"] == 0.05 and rpo["database_heartbeat"]["resolution_seconds"] == 1.0
+    assert rpo["load_commits_acked"] == 21 and rpo["load_interval"] == 0.05
+    assert rpo["last_load_acked_at_geo"].startswith("20") and ".050 " in rpo["last_load_acked_at_geo"]
+    assert res["rpo_seconds"] == 1.0 and rpo["overall"]["seconds"] == 1.0      # the file figure is the worse
+    assert res["load"] == {"enabled": True, "sent": 22, "acked": 21, "errors": 1, "interval": 0.05}
+    assert "newest load row" in res["phases"][[p["name"] for p in res["phases"]].index("service")]["detail"]
+
+
+def test_no_load_by_default_in_the_ransomware_drill(tmp_path, monkeypatch):
+    res, ran, probes = _run_with_load("ransomware", "destructive", {}, tmp_path, monkeypatch, (T - 1, T - 1))
+    assert _FakeLoad.made == [] and res["load"] == {"enabled": False}
+    assert ran[0] == ("drill.yml", {"dr_drill_phase": "prepare", "dr_drill_id": res["id"]})
+    assert probes[0][3] is None
+    assert "database_load" not in res["rpo"] and "source" not in res["rpo"]["database"]
+    assert res["rpo"]["database"]["seconds"] == 0.0
+
+
+def test_a_configured_load_moves_the_last_good_point(tmp_path, monkeypatch):
+    """Ransomware with dr_drill.load enabled: the restore target follows the newest acknowledged commit of either
+    (the load's T-0.2 here, not the heartbeat's T-1), so no acknowledged load commit is cut off by the PITR."""
+    res, ran, _ = _run_with_load("ransomware", "destructive", {"load": {"enabled": True, "interval": 0.1}},
+                                 tmp_path, monkeypatch, (T - 1, T - 1, T - 0.2))
+    assert _FakeLoad.made[0].args[3] == 0.1
+    target = [extra for name, extra in ran if name == "replica.yml"][0]["replica_restore_target_time"]
+    assert target == time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime(T - 0.2 + 1)) != time.strftime(
+        "%Y-%m-%d %H:%M:%S+00", time.gmtime(T - 1 + 1))
+    assert res["rpo"]["database"]["seconds"] == 0.0 and res["rpo"]["database_load"]["measured"]
+
+
+def test_the_report_shows_the_load_row_and_the_resolution(tmp_path):
+    from archive_dr import report
+    from tests.unit.reportdata import drill_result
+    d = drill_result(120, 0.3)
+    hb = drill.rpo_figure([T - 2, T - 1], T - 1, 1.0)
+    ld = drill.rpo_figure([round(T - 1.2 + 0.05 * i, 3) for i in range(21)], T - 0.5, 0.05, what="load commit")
+    d["rpo"].update(database=drill.database_figure(hb, ld), database_heartbeat=hb, database_load=ld)
+    d["load"] = {"enabled": True, "table": "archive_dr_drill_load", "interval": 0.05, "rows_per_commit": 20,
+                 "sent": 22, "acked": 21, "errors": 1, "commits_per_s": 20.0, "ended": "session lost (rc 255)"}
+    paths = report.write(d, tmp_path, pdf=False)
+    html, md = paths["html"].read_text(), paths["md"].read_text()
+    for text in (html, md):
+        assert "└ 数据库·写负载 database, load" in text and "└ 数据库·心跳 database, heartbeat" in text
+        assert "分辨率 resolution" in text and "0.050 s" in text and "写负载 write load" in text
+        assert "session lost (rc 255)" in text and "the worse of heartbeat 0 s and load 0.300 s" in text
+        assert "None" not in text
+    plain = report.write(drill_result(120, 3.5), tmp_path / "plain", pdf=False)
+    for text in (plain["html"].read_text(), plain["md"].read_text()):
+        assert "写负载" not in text and "分辨率 resolution" in text and "None" not in text
