@@ -278,12 +278,17 @@ class GatePolicy:
     mass_vanish_min: int = 3
     burst_base: int = 10
     max_new_per_day: float = 48.0
+    # pgBackRest's repo1-retention-full at the source (0 = not known): a pull that still holds that
+    # many full backups may have lost every older set to retention, however young or many they were
+    source_retention_full: int = 0
 
     def __post_init__(self):
         if self.clock_skew < dt.timedelta(0) or self.source_min_age < dt.timedelta(0):
             raise ValueError("gate policy: clock_skew and source_min_age must be >= 0")
         if not 0 < self.max_vanished_share <= 1:
             raise ValueError("gate policy: max_vanished_share must be in (0, 1]")
+        if self.source_retention_full < 0:
+            raise ValueError("gate policy: source_retention_full must be >= 0 (0 = not known)")
         if self.mass_vanish_min < 1 or self.burst_base < 0 or self.max_new_per_day < 0:
             raise ValueError("gate policy: mass_vanish_min >= 1, burst_base and max_new_per_day >= 0")
 
@@ -334,6 +339,13 @@ def gate(previous_points, pulled_points, now, policy=None, *, last_accepted=None
             tuple(sorted({p.id for p in replacing} | {p.original for p in replacing}))))
     replaced = {p.original for p in replacing}
 
+    superseded = retention_superseded(gone, pulled.values(), policy.source_retention_full)
+    gone = [p for p in gone if p.id not in superseded]
+    if superseded:
+        findings.append(_finding(WARNING, "expired", "restore points older than the %d newest full backups the "
+                                 "source keeps (its retention)" % policy.source_retention_full,
+                                 [prev[i] for i in superseded]))
+
     newest = {}
     for p in prev.values():
         if p.series not in newest or (p.time, p.id) > (newest[p.series].time, newest[p.series].id):
@@ -375,6 +387,25 @@ def gate(previous_points, pulled_points, now, policy=None, *, last_accepted=None
                                  "(%d + %g a day)" % (len(new), since.strftime("%Y-%m-%d %H:%M:%SZ"), allowed,
                                                       policy.burst_base, policy.max_new_per_day), new))
     return _ordered(findings)
+
+
+def retention_superseded(gone, pulled, retention_full):
+    """Ids of the vanished pgBackRest sets that the source's own ``repo1-retention-full`` removed (pure):
+    the pull still holds at least ``retention_full`` full backups of the set's stanza, and the set is
+    older than the oldest of those. A purge (``expire --repo1-retention-full=1``) leaves fewer fulls
+    than the source keeps, so nothing it removed is superseded. 0: retention not known, none."""
+    if retention_full <= 0:
+        return set()
+    fulls = {}
+    for p in pulled:
+        if p.kind == "pgbackrest" and p.detail == "full":
+            fulls.setdefault(p.series, []).append(p.time)
+    out = set()
+    for p in gone:
+        kept = sorted(fulls.get(p.series, []), reverse=True)
+        if p.kind == "pgbackrest" and len(kept) >= retention_full and p.time < kept[retention_full - 1]:
+            out.add(p.id)
+    return out
 
 
 def _ordered(findings):

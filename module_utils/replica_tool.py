@@ -464,6 +464,10 @@ def ssh_command(cfg):
             % (s["key"], s["known_hosts"], int(s.get("connect_timeout", 10))))
 
 
+RSYNC_VANISHED = 24          # "some files vanished before they could be transferred"
+RSYNC_VANISHED_RETRIES = 3   # a copy taken while the source moved is read again, then judged as a whole
+
+
 def rsync_phase(cfg, job, phase, dest):
     """One rsync of remote path phase['src'] into dest/phase['dst']; returns (rc, changes, stats, stderr,
     files): files are the paths (relative to dest) whose content it changed (:func:`itemized_files`),
@@ -528,6 +532,9 @@ def gate_policy(spec):
     for key in ("clock_skew", "source_min_age"):
         if key in given:
             given[key] = dt.timedelta(seconds=float(given[key]))
+    for key in ("mass_vanish_min", "burst_base", "source_retention_full"):
+        if key in given:
+            given[key] = int(given[key])
     return dr_history.GatePolicy(**given)
 
 
@@ -1078,12 +1085,17 @@ def cmd_pull(cfg, job):
     os.makedirs(spec["snapshots"], exist_ok=True)
     rc, changes, stats, err, msg = 0, 0, {"bytes_received": 0, "bytes_sent": 0, "transferred_file_bytes": 0}, "", ""
     for phase in spec["phases"]:
-        prc, pch, pstats, perr, pfiles = rsync_phase(cfg, job, phase, spec["working"])
-        changes += pch
-        for k in stats:
-            stats[k] += pstats[k]
-        if spec["kind"] == "files":
-            add_to_window(cfg, job, pfiles)     # a failed pull changed the working copy too
+        for attempt in range(1 + RSYNC_VANISHED_RETRIES):
+            prc, pch, pstats, perr, pfiles = rsync_phase(cfg, job, phase, spec["working"])
+            changes += pch
+            for k in stats:
+                stats[k] += pstats.get(k, 0)
+            if spec["kind"] == "files":
+                add_to_window(cfg, job, pfiles)     # a failed pull changed the working copy too
+            if prc != RSYNC_VANISHED:
+                break
+            # geo wrote while we read (a WAL segment archived, a backup expired): read again
+            print("replica %s: %s changed during the pull (rsync rc=24), pass %d again" % (job, phase["src"], attempt + 2))
         if prc:
             rc, err = prc, "rsync %s: rc=%d %s" % (phase["src"], prc, perr)
             break

@@ -54,6 +54,17 @@ def pull():
     return try_sh(MIYUN, "systemctl start archive-dr-replica-pull@restic.service", timeout=900)
 
 
+def assert_pulled(pull_once, job_status):
+    """A pull that must succeed; its failure names the pull's own message and the unit's journal."""
+    r = pull_once()
+    st = job_status()
+    if r.returncode != 0 or st.get("outcome") != "success":
+        job = st.get("job", "?")
+        journal = try_sh(MIYUN, "journalctl -u archive-dr-replica-pull@%s -n 30 -o cat --no-pager" % job).stdout
+        raise AssertionError("pull of %s: rc=%d outcome=%s: %s\n%s" % (
+            job, r.returncode, st.get("outcome"), st.get("last_message"), journal[-3000:]))
+
+
 def held_after_one_pull(pull_once, job_status):
     """(seconds from the attack to the alert, the job's status, its findings as one text): the first pull
     after an attack must be held in quarantine."""
@@ -74,11 +85,12 @@ def test_forget_at_geo_is_held_in_quarantine_and_history_survives():
                 break
             sh(APPLIANCE, "for i in 1 2 3 4 5 6; do systemctl start %s && exit 0; sleep 5; done; exit 1" % WRITER)
         before_ids = geo_snapshot_ids()
-        assert pull().returncode == 0 and status()["outcome"] == "success", status()
+        assert_pulled(pull, status)
         before_snaps = snapshots()
         assert miyun_snapshot_ids(before_snaps[-1]) == before_ids
 
         # the attack: root on the appliance empties the repository's history; it stays a valid repository
+        mails_before = len(alert_mails("FIRING critical ArchiveDrReplicaQuarantined miyun-store restic"))
         attack_time = time.time()
         sh(APPLIANCE, GEO_RESTIC + "restic forget --keep-last 1 --group-by '' --prune && restic check")
         assert len(geo_snapshot_ids()) == 1
@@ -97,7 +109,7 @@ def test_forget_at_geo_is_held_in_quarantine_and_history_survives():
         print("\nquarantine: %d restore points before, 1 after the attack; alert after one pull, %.1f s; "
               "miyun kept all %d" % (len(before_ids), alerted, len(before_ids)))
         mail = wait_for("the quarantine alert mail", lambda: alert_mails(
-            "FIRING critical ArchiveDrReplicaQuarantined miyun-store restic"), 180)
+            "FIRING critical ArchiveDrReplicaQuarantined miyun-store restic")[mails_before:], 180)
         print("quarantine: attack to alert mail %.1f s (%s)" % (time.time() - attack_time, mail[-1]))
 
         released = subprocess.run([sys.executable, "-m", "archive_dr", "release", "restic", "--by", "lab-test",
@@ -113,7 +125,7 @@ def test_forget_at_geo_is_held_in_quarantine_and_history_survives():
         ledger = sh(MIYUN, "tail -n 5 /srv/dr/audit/ledger.jsonl").stdout.splitlines()
         assert any(any(p.endswith("release.yml") for p in json.loads(line)["record"].get("playbooks", []))
                    for line in ledger), "the release is not in miyun's audit ledger"
-        assert pull().returncode == 0 and status()["outcome"] == "success"
+        assert_pulled(pull, status)
 
         # 13 months on (the retention logic's clock, not the host's): the last pre-attack snapshot alone
         # holds the pre-attack restore points, so miyun keeps it whatever the calendar says
@@ -134,7 +146,7 @@ def test_a_flood_of_backdated_fake_snapshots_is_held_in_quarantine():
     buckets of a later `forget`. Root on geo-backup writes 15 of them, dated into the past weeks."""
     sh(MIYUN, STOP_PULLS.format(job="restic"))
     try:
-        assert pull().returncode == 0 and status()["outcome"] == "success", status()
+        assert_pulled(pull, status)
         before_snaps = snapshots()
         sh(APPLIANCE, GEO_RESTIC + "mkdir -p /var/tmp/fake && echo fake > /var/tmp/fake/x && for d in $(seq 1 15); do "
                       "restic backup --quiet --host geo-archive --time \"$(date -d \"-$d days\" '+%Y-%m-%d %H:%M:%S')\" "
@@ -175,9 +187,10 @@ def test_expire_at_geo_is_held_in_quarantine_and_history_survives():
         for kind in ("full", "incr", "incr", "full"):
             sh(APPLIANCE, "systemctl start archive-dr-backup-archive-db-%s.service" % kind, timeout=900)
         before_sets = geo_backup_sets()
-        assert pull_pgbr().returncode == 0 and pgbr_status()["outcome"] == "success", pgbr_status()
+        assert_pulled(pull_pgbr, pgbr_status)
         before_snap = sorted(sh(MIYUN, "ls -1 /srv/dr/repos/pgbackrest/snapshots").stdout.split())[-1]
 
+        mails_before = len(alert_mails("FIRING critical ArchiveDrReplicaQuarantined miyun-store pgbackrest"))
         attack_time = time.time()
         sh(APPLIANCE, GEO_PGBACKREST + "--repo1-retention-full=1 expire && " + GEO_PGBACKREST + "info")
         after_sets = geo_backup_sets()
@@ -191,7 +204,7 @@ def test_expire_at_geo_is_held_in_quarantine_and_history_survives():
                                     % before_snap).stdout)
         assert sorted(b["label"] for b in kept[0]["backup"]) == before_sets, "a pre-attack backup set is gone at miyun"
         mail = wait_for("the quarantine alert mail", lambda: alert_mails(
-            "FIRING critical ArchiveDrReplicaQuarantined miyun-store pgbackrest"), 180)
+            "FIRING critical ArchiveDrReplicaQuarantined miyun-store pgbackrest")[mails_before:], 180)
         print("\nexpire at geo: %d backup sets before, %d after; held after one pull (%.1f s); alert mail after "
               "%.1f s; miyun's snapshot %s keeps all %d" % (len(before_sets), len(after_sets), alerted,
                                                           time.time() - attack_time, before_snap, len(before_sets)))
@@ -200,7 +213,7 @@ def test_expire_at_geo_is_held_in_quarantine_and_history_survives():
                                    "--reason", "expire at geo was the lab attack test; pre-attack sets verified"],
                                   cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=900)
         assert released.returncode == 0, released.stdout[-3000:] + released.stderr[-2000:]
-        assert pull_pgbr().returncode == 0 and pgbr_status()["outcome"] == "success"
+        assert_pulled(pull_pgbr, pgbr_status)
     finally:
         sh(MIYUN, "systemctl start archive-dr-replica-pull-pgbackrest.timer")
 
@@ -313,7 +326,7 @@ def test_encrypted_files_at_geo_are_held_in_quarantine():
     try:
         st = file_status()
         assert "quarantine" not in st, "the file replica is held already: %s" % st.get("quarantine")
-        assert pull_files().returncode == 0 and file_status()["outcome"] == "success", file_status()
+        assert_pulled(pull_files, file_status)
         before = file_snapshots()
         pdfs = [p[2:] for p in sorted(sh(GEO, "cd %s && find . -type f -name '*.pdf'" % STORE).stdout.split())]
         k = max(3, math.ceil(0.05 * len(pdfs)))
@@ -359,7 +372,7 @@ def test_encrypted_files_at_geo_are_held_in_quarantine():
         assert sha256s("%s/%s" % (FILE_SNAPS, after[-1]), victims) == {v: records[v] for v in victims}
         log = [json.loads(line) for line in sh(MIYUN, "cat %s/files.releases.jsonl" % STATUS).stdout.splitlines()]
         assert log[-1]["by"] == "lab-test" and log[-1]["snapshot"] == after[-1]
-        assert pull_files().returncode == 0 and file_status()["outcome"] == "success"
+        assert_pulled(pull_files, file_status)
     finally:
         if not restored:
             sh(GEO, "test -d %s && cp -a %s/. %s/ && rm -rf %s" % (STASH, STASH, STORE, STASH), check=False)

@@ -700,3 +700,29 @@ def test_verification_cost_for_the_real_archive():
         dh.verification_cost(-1, 7)
     with pytest.raises(ValueError):
         dh.verification_cost(1, 0)
+
+
+def pgb(label, minutes_ago, kind):
+    return dh.RestorePoint("pgbackrest", "archive-db:" + label, NOW - dt.timedelta(minutes=minutes_ago), "fp-" + label,
+                           series="archive-db", label=label, detail=kind)
+
+
+def test_the_sources_retention_full_explains_a_whole_chain_expiring_between_two_pulls():
+    """Two fulls made between two pulls (the lab's tests do that within minutes): geo's
+    repo1-retention-full=2 removes every older set, young and many. Known retention: a warning."""
+    prev = [pgb("F1", 30, "full"), pgb("F1_D1", 25, "diff"), pgb("F1_I1", 20, "incr"), pgb("F2", 15, "full"),
+            pgb("F2_I1", 10, "incr")]
+    pulled = [pgb("F3", 5, "full"), pgb("F3_I1", 4, "incr"), pgb("F3_I2", 3, "incr"), pgb("F4", 1, "full")]
+    policy = dh.GatePolicy(source_min_age=dt.timedelta(0), source_retention_full=2)
+    f = dh.gate(prev, pulled, NOW, policy)
+    assert not dh.quarantined(f) and codes(f) == ["expired"], f
+    # the same pull judged without the source's retention: a purge
+    assert "mass-vanish" in codes(dh.gate(prev, pulled, NOW, dh.GatePolicy(source_min_age=dt.timedelta(0))))
+    # expire --repo1-retention-full=1 at geo: one full left, fewer than the source keeps
+    attacked = [pgb("F4", 1, "full")]
+    f = dh.gate(pulled, attacked, NOW, policy)
+    assert "mass-vanish" in codes(f, dh.CRITICAL) and dh.quarantined(f)
+    assert dh.retention_superseded([pgb("F2", 15, "full")], attacked, 2) == set()
+    assert dh.retention_superseded([pgb("F2", 15, "full")], pulled, 0) == set()
+    with pytest.raises(ValueError):
+        dh.GatePolicy(source_retention_full=-1)

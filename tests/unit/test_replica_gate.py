@@ -149,3 +149,23 @@ def test_release_refuses_a_copy_that_does_not_verify(job, monkeypatch):
 def test_a_job_not_in_quarantine_has_nothing_to_release(job, capsys):
     assert rt.cmd_release(job["cfg"], "restic", "zhang.wei", "ok") == 0
     assert "nothing to release" in capsys.readouterr().out
+
+
+def test_files_vanishing_at_geo_during_a_pull_are_read_again(job, monkeypatch):
+    calls = []
+
+    def moving_source(cfg, job_name, phase, dest):
+        calls.append(phase["src"])
+        rc = 24 if len(calls) < 3 else 0      # geo archived a WAL segment twice while we read
+        return rc, 1, {"bytes_received": 10, "bytes_sent": 1, "transferred_file_bytes": 5}, "file has vanished", []
+    monkeypatch.setattr(rt, "rsync_phase", moving_source)
+    job["points"] = [point(i, 100 - i, job["clock"]) for i in range(3)]
+    rc, st = pull(job)
+    assert rc == 0 and st["outcome"] == "success" and calls == ["/r/"] * 3
+
+    calls.clear()
+    monkeypatch.setattr(rt, "rsync_phase", lambda cfg, job_name, phase, dest: calls.append(1) or (
+        24, 0, {"bytes_received": 0, "bytes_sent": 0, "transferred_file_bytes": 0}, "file has vanished", []))
+    rc, st = pull(job)
+    assert rc == 1 and st["outcome"] == "failure" and len(calls) == 1 + rt.RSYNC_VANISHED_RETRIES
+    assert "rc=24" in st["last_message"]
